@@ -1,0 +1,18 @@
+//! postflight-core: the pieces every other postflight crate builds on.
+//!
+//! - [`config`]: the configuration model and its loading (figment: TOML file + environment).
+//! - [`secret`]: `X_env` / `X_file` / `X_command` indirection, resolved only here.
+//! - [`model`], [`email`], [`error`]: plain domain types.
+//! - [`outbox`]: the durable queue of notifications.
+//! - [`plugin`]: the transport plugin ABI, host and export macro.
+//! - [`paths`], [`fsutil`]: where things live, and writing files crash-safely.
+
+pub mod email;
+pub mod error;
+pub mod model;
+pub mod plugin;
+pub mod suggest;
+
+pub use email::{Email, EmailParts, Header, Receipt};
+pub use error::{DeliveryError, ErrorKind};
+pub use model::{Level, Status};

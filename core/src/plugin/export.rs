@@ -83,9 +83,9 @@ pub const fn table<P: Plugin>() -> PluginV1 {
         },
         describe: describe::<P>,
         open: open::<P>,
-        send: send,
-        close: close,
-        free_buf: free_buf,
+        send,
+        close,
+        free_buf,
     }
 }
 

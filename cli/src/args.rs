@@ -136,7 +136,12 @@ pub struct RenderArgs {
     #[arg(long, value_name = "NAME")]
     pub task: String,
     /// Render as if the task exited with this code.
-    #[arg(long, value_name = "N", allow_negative_numbers = true, conflicts_with = "status")]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        conflicts_with = "status"
+    )]
     pub exit_code: Option<i32>,
     /// Render as if the task ended with this status.
     #[arg(long, value_name = "STATUS")]
@@ -178,5 +183,6 @@ pub enum OutboxAction {
 
 /// Parses humane durations (`30s`, `2h`, `1d`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{e} (write durations like 30s, 5m, 2h, 1d)"))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e} (write durations like 30s, 5m, 2h, 1d)"))
 }

@@ -156,3 +156,11 @@ impl Outbox {
         Ok(path)
     }
 }
+
+/// How long to wait before retrying after `attempts` failed attempts: about 1 min, 5 min,
+/// 30 min, 2 h, 6 h, then every 6 h; a server's own `Retry-After` wins when it is longer.
+pub fn retry_delay(attempts: usize, retry_after_secs: Option<u64>) -> Duration {
+    const SCHEDULE: [u64; 5] = [60, 5 * 60, 30 * 60, 2 * 3600, 6 * 3600];
+    let base = SCHEDULE[attempts.saturating_sub(1).min(SCHEDULE.len() - 1)];
+    Duration::from_secs(base.max(retry_after_secs.unwrap_or(0)))
+}

@@ -1,0 +1,146 @@
+//! `postflight plugins [--json]`: what was found, where, and why candidates were rejected.
+
+use serde::Serialize;
+
+use postflight_core::plugin::TransportSpec;
+
+use crate::app::Context;
+use crate::args::JsonArg;
+use crate::exit::{self, Failure};
+use crate::output;
+
+/// `--json` output: stable for scripts.
+#[derive(Serialize)]
+struct PluginsJson<'a> {
+    searched: Vec<SearchedJson>,
+    plugins: Vec<PluginJson<'a>>,
+    rejected: Vec<RejectedJson>,
+    conflicts: Vec<ConflictJson>,
+}
+
+#[derive(Serialize)]
+struct SearchedJson {
+    path: String,
+    origin: &'static str,
+    exists: bool,
+}
+
+#[derive(Serialize)]
+struct PluginJson<'a> {
+    name: &'a str,
+    version: &'a str,
+    abi_version: u32,
+    path: String,
+    description: &'a str,
+    transports: &'a [TransportSpec],
+}
+
+#[derive(Serialize)]
+struct RejectedJson {
+    path: String,
+    reason: String,
+}
+
+#[derive(Serialize)]
+struct ConflictJson {
+    transport: String,
+    paths: Vec<String>,
+}
+
+/// Lists plugins; always exits 0 (a rejected candidate is information, not an error).
+pub fn run(ctx: &Context, args: JsonArg) -> Result<i32, Failure> {
+    let registry = ctx.registry();
+    if args.json {
+        output::print_json(&PluginsJson {
+            searched: registry
+                .searched
+                .iter()
+                .map(|d| SearchedJson {
+                    path: d.path.display().to_string(),
+                    origin: d.origin,
+                    exists: d.path.is_dir(),
+                })
+                .collect(),
+            plugins: registry
+                .plugins
+                .iter()
+                .map(|p| PluginJson {
+                    name: &p.manifest.name,
+                    version: &p.manifest.version,
+                    abi_version: p.manifest.abi_version,
+                    path: p.path.display().to_string(),
+                    description: &p.manifest.description,
+                    transports: &p.manifest.transports,
+                })
+                .collect(),
+            rejected: registry
+                .rejected
+                .iter()
+                .map(|r| RejectedJson {
+                    path: r.path.display().to_string(),
+                    reason: r.reason.clone(),
+                })
+                .collect(),
+            conflicts: registry
+                .conflicts
+                .iter()
+                .map(|c| ConflictJson {
+                    transport: c.transport.clone(),
+                    paths: c.paths.iter().map(|p| p.display().to_string()).collect(),
+                })
+                .collect(),
+        });
+        return Ok(exit::OK);
+    }
+    let mut text = String::new();
+    if registry.plugins.is_empty() {
+        text.push_str("No plugins found.\n");
+    }
+    for plugin in &registry.plugins {
+        let m = &plugin.manifest;
+        text.push_str(&format!(
+            "{} {} (ABI {})  {}\n",
+            m.name,
+            m.version,
+            m.abi_version,
+            plugin.path.display()
+        ));
+        for t in &m.transports {
+            text.push_str(&format!("    {:<10} {}\n", t.name, t.description));
+        }
+    }
+    for conflict in &registry.conflicts {
+        let paths: Vec<String> = conflict
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        text.push_str(&format!(
+            "\nConflict: transport '{}' is provided by {}; set `[plugins] prefer = {{ {} = \"PATH\" }}` to choose\n",
+            conflict.transport,
+            paths.join(" and "),
+            conflict.transport
+        ));
+    }
+    if !registry.rejected.is_empty() {
+        text.push_str("\nRejected:\n");
+        for rejected in &registry.rejected {
+            text.push_str(&format!(
+                "    {}\n        {}\n",
+                rejected.path.display(),
+                rejected.reason
+            ));
+        }
+    }
+    text.push_str("\nSearched, in order:\n");
+    for dir in &registry.searched {
+        let state = if dir.path.is_dir() { "" } else { "  (absent)" };
+        text.push_str(&format!(
+            "    {}  [{}]{state}\n",
+            dir.path.display(),
+            dir.origin
+        ));
+    }
+    output::print(&text);
+    Ok(exit::OK)
+}

@@ -1,0 +1,52 @@
+//! Per-task history on disk: `<state>/history/<task>.json`, written atomically. A missing or
+//! unreadable file means "no history" (with a warning for the unreadable one), never a lost
+//! notification.
+
+use std::path::{Path, PathBuf};
+
+use postflight_core::fsutil;
+use postflight_policy::History;
+
+use crate::app::Output;
+
+/// The history file of a task. Task keys are used as file names after replacing anything
+/// but letters, digits, `-`, `_` and `.`.
+pub fn path(state_dir: &Path, task_key: &str) -> PathBuf {
+    let safe: String = task_key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let safe = if safe.starts_with('.') {
+        format!("_{safe}")
+    } else {
+        safe
+    };
+    state_dir.join("history").join(format!("{safe}.json"))
+}
+
+/// Reads a task's history.
+pub fn load(state_dir: &Path, task_key: &str, out: &Output) -> History {
+    let file = path(state_dir, task_key);
+    match std::fs::read(&file) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            out.warn(format!(
+                "the history file {} is unreadable ({e}); treating this as the task's first run",
+                file.display()
+            ));
+            History::default()
+        }),
+        Err(_) => History::default(),
+    }
+}
+
+/// Writes a task's history atomically.
+pub fn save(state_dir: &Path, task_key: &str, history: &History) -> std::io::Result<()> {
+    let json = serde_json::to_vec_pretty(history).expect("history always serializes");
+    fsutil::atomic_write(&path(state_dir, task_key), &json)
+}

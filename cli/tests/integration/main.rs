@@ -1,0 +1,5 @@
+//! Integration tests: one test binary (as ripgrep does) that runs the real `postflight`
+//! executable with the real plugins against real local servers. Each area has its module.
+
+mod foundation;
+mod util;

@@ -90,6 +90,19 @@ pub struct Receipt {
     /// Where the message went when that is a place the operator can look (the file transport).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// Recipients the server refused while it accepted the message for the others. The
+    /// message counts as delivered; the host reports these so the address can be fixed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedRecipient>,
+}
+
+/// A recipient refused by the server while others were accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedRecipient {
+    /// The address as sent in the envelope.
+    pub address: String,
+    /// The server's reply to it (e.g. `550 5.1.1 <bob@example.com>: user unknown`).
+    pub reply: String,
 }
 
 /// Replaces every control character (CR and LF included) with a space and trims the ends.

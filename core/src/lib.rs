@@ -20,6 +20,6 @@ pub mod secret;
 pub mod settings;
 pub mod suggest;
 
-pub use email::{Email, EmailParts, Header, Receipt};
+pub use email::{Email, EmailParts, Header, Receipt, RefusedRecipient};
 pub use error::{DeliveryError, ErrorKind};
 pub use model::{Level, Status};

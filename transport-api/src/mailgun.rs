@@ -183,6 +183,7 @@ impl Connection for Mailgun {
                 None => reply.status_line(),
             }),
             location: None,
+            refused: Vec::new(),
         })
     }
 }

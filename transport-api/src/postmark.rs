@@ -151,6 +151,7 @@ impl Connection for Postmark {
                 server_id: Some(id),
                 reply: Some(reply.status_line()),
                 location: None,
+                refused: Vec::new(),
             });
         }
         Err(classify(&reply, json.as_ref(), &self.api_key, &self.stream))

@@ -144,6 +144,7 @@ impl Connection for Resend {
             server_id: Some(id),
             reply: Some(reply.status_line()),
             location: None,
+            refused: Vec::new(),
         })
     }
 }

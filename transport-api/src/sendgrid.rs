@@ -123,6 +123,7 @@ impl Connection for SendGrid {
                 server_id: reply.header("x-message-id").map(str::to_string),
                 reply: Some(reply.status_line()),
                 location: None,
+                refused: Vec::new(),
             });
         }
         Err(classify(&reply, &self.api_key))

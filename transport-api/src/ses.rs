@@ -343,6 +343,7 @@ impl Connection for Ses {
             server_id: Some(id),
             reply: Some(reply.status_line()),
             location: None,
+            refused: Vec::new(),
         })
     }
 }

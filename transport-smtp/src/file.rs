@@ -68,6 +68,7 @@ impl Connection for FileConnection {
             server_id: Some(id),
             reply: None,
             location: Some(path.display().to_string()),
+            refused: Vec::new(),
         })
     }
 }

@@ -1,10 +1,14 @@
 //! Turns the host's [`Email`] into a lettre [`Message`]: lettre encodes non-ASCII headers
 //! (RFC 2047) and the body (quoted-printable or base64) so every transport here sends the same
 //! bytes.
+//!
+//! Header values are folded to one line here too, although core already does it: the email
+//! crosses a plugin boundary, and whatever sent it, no value may add a header.
 
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::Mailbox;
 use lettre::Message;
+use postflight_core::email::single_line;
 use postflight_core::{DeliveryError, Email, ErrorKind};
 
 /// Parses one address (`Name <a@b>` or `a@b`), naming which field was wrong.
@@ -21,18 +25,21 @@ pub fn mailbox(field: &str, value: &str) -> Result<Mailbox, DeliveryError> {
 /// Builds the message; fails only on an invalid address or header name.
 pub fn build(email: &Email) -> Result<Message, DeliveryError> {
     let mut builder = Message::builder()
-        .from(mailbox("From", &email.from)?)
-        .subject(email.subject.clone())
-        .message_id(Some(email.message_id.clone()))
+        .from(mailbox("From", &single_line(&email.from))?)
+        .subject(single_line(&email.subject))
+        .message_id(Some(single_line(&email.message_id)))
         .header(ContentType::TEXT_PLAIN)
-        .raw_header(HeaderValue::new(header_name("Date")?, email.date.clone()));
+        .raw_header(HeaderValue::new(
+            header_name("Date")?,
+            single_line(&email.date),
+        ));
     for to in &email.to {
-        builder = builder.to(mailbox("To", to)?);
+        builder = builder.to(mailbox("To", &single_line(to))?);
     }
     for header in &email.headers {
         builder = builder.raw_header(HeaderValue::new(
             header_name(&header.name)?,
-            header.value.clone(),
+            single_line(&header.value),
         ));
     }
     builder.body(email.text.clone()).map_err(|e| {

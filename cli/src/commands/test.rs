@@ -74,7 +74,13 @@ pub async fn run(ctx: &Context, args: TestArgs) -> Result<i32, Failure> {
         .await
     {
         Ok(receipt) => {
-            let mut line = format!("test email accepted for {}", email.to.join(", "));
+            let accepted: Vec<&str> = email
+                .to
+                .iter()
+                .map(String::as_str)
+                .filter(|to| !receipt.refused.iter().any(|r| to.contains(r.address.as_str())))
+                .collect();
+            let mut line = format!("test email accepted for {}", accepted.join(", "));
             if let Some(location) = &receipt.location {
                 line.push_str(&format!("; written to {location}"));
             }
@@ -85,7 +91,23 @@ pub async fn run(ctx: &Context, args: TestArgs) -> Result<i32, Failure> {
                 line.push_str(&format!(" (id {id})"));
             }
             ctx.out.info(line);
-            Ok(exit::OK)
+            if receipt.refused.is_empty() {
+                return Ok(exit::OK);
+            }
+            // Accepted for the others, but an address is wrong: that is what a test is for.
+            let refused: Vec<String> = receipt
+                .refused
+                .iter()
+                .map(|r| format!("\n  {}: {}", r.address, r.reply))
+                .collect();
+            Err(Failure::new(
+                exit::DATAERR,
+                format!(
+                    "the server refused {} of the recipients (the others got the email):{}\n  what to do: correct or remove these addresses in `to` or --to",
+                    refused.len(),
+                    refused.concat()
+                ),
+            ))
         }
         Err(error) => {
             let mut text = format!(

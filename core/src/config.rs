@@ -278,6 +278,11 @@ pub fn load(location: Option<&ConfigLocation>) -> Result<LoadedConfig, ConfigErr
         }
     }
     figment = figment.merge(Env::prefixed("POSTFLIGHT_").split("__").filter(|key| {
+        // POSTFLIGHT_PLUGIN_PATH is a location (paths.rs, colon-separated), never the config
+        // key `plugin_path` (a list), which it would otherwise land on as a string.
+        if key.as_str().eq_ignore_ascii_case("plugin_path") {
+            return false;
+        }
         let first = key.as_str().split('.').next().unwrap_or_default();
         TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(first))
     }));

@@ -98,8 +98,9 @@ pub fn plugin_search_dirs(config_plugin_path: &[PathBuf]) -> Vec<SearchDir> {
             postflight_names_only: false,
         });
         // The executable's own directory may hold anything (e.g. /usr/bin), so only files
-        // named like our plugins are candidates there. It comes after the dedicated plugin
-        // directory so an installed tree is self-contained.
+        // named like our plugins are candidates there. DESIGN puts it before
+        // `<exe>/../lib/postflight/plugins`, which is how a development build finds the
+        // plugins cargo put next to it.
         dirs.insert(
             dirs.len() - 1,
             SearchDir {

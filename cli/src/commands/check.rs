@@ -2,8 +2,8 @@
 //! each account's transport plugin is found and accepts the account's settings.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
+use postflight_core::config::DEFAULT_SEND_TIMEOUT;
 use postflight_core::plugin::OpenRequest;
 use postflight_core::secret;
 use postflight_core::settings::TaskOverrides;
@@ -157,6 +157,24 @@ fn check_accounts(ctx: &Context, f: &mut Findings) {
             rejected.reason
         ));
     }
+    for warning in &registry.warnings {
+        f.warnings.push(warning.clone());
+    }
+    // A conflict is an error where an account uses the transport (reported below) and a
+    // warning otherwise: it would become one as soon as an account did.
+    let used: BTreeSet<String> = ctx
+        .config
+        .accounts
+        .values()
+        .map(|a| a.transport.clone())
+        .collect();
+    for conflict in registry
+        .conflicts
+        .iter()
+        .filter(|c| !used.contains(&c.transport))
+    {
+        f.warnings.push(conflict.to_string());
+    }
     let mut names: BTreeSet<String> = ctx.config.accounts.keys().cloned().collect();
     names.insert(ctx.config.default_account_name());
     for name in names {
@@ -190,21 +208,30 @@ fn check_accounts(ctx: &Context, f: &mut Findings) {
                 continue;
             }
         };
+        let timeout = ctx
+            .config
+            .defaults
+            .send_timeout
+            .unwrap_or(DEFAULT_SEND_TIMEOUT);
         let request = OpenRequest {
             transport: account.transport.clone(),
             account: name.clone(),
-            send_timeout_ms: Duration::from_secs(30).as_millis() as u64,
+            send_timeout_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
             settings: resolved.settings.clone(),
         };
-        match plugin.open(&request) {
+        // `open` must not touch the network, but a broken plugin must not hang `check` either.
+        match plugin.open_blocking(request, timeout) {
             Ok((_session, warnings)) => {
                 for warning in warnings {
                     f.warnings
                         .push(format!("{label}: {}", resolved.redact(&warning)));
                 }
                 f.ok.push(format!(
-                    "{label}: transport '{}' from plugin '{}' {} accepts the settings",
-                    account.transport, plugin.manifest.name, plugin.manifest.version
+                    "{label}: transport '{}' from plugin '{}' {} ({}) accepts the settings",
+                    account.transport,
+                    plugin.manifest.name,
+                    plugin.manifest.version,
+                    plugin.path.display()
                 ));
             }
             Err(e) => {

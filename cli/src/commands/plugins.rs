@@ -1,8 +1,9 @@
-//! `postflight plugins [--json]`: what was found, where, and why candidates were rejected.
+//! `postflight plugins [--json]`: what was found, where, each transport's settings schema,
+//! and why candidates were rejected.
 
 use serde::Serialize;
 
-use postflight_core::plugin::TransportSpec;
+use postflight_core::plugin::{SettingSpec, TransportSpec};
 
 use crate::app::Context;
 use crate::args::JsonArg;
@@ -16,6 +17,8 @@ struct PluginsJson<'a> {
     plugins: Vec<PluginJson<'a>>,
     rejected: Vec<RejectedJson>,
     conflicts: Vec<ConflictJson>,
+    /// `[plugins] prefer` entries that did not apply as written.
+    warnings: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -45,6 +48,9 @@ struct RejectedJson {
 struct ConflictJson {
     transport: String,
     paths: Vec<String>,
+    /// The `prefer` entry that names none of the paths, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unmatched_preference: Option<String>,
 }
 
 /// Lists plugins; always exits 0 (a rejected candidate is information, not an error).
@@ -87,8 +93,10 @@ pub fn run(ctx: &Context, args: JsonArg) -> Result<i32, Failure> {
                 .map(|c| ConflictJson {
                     transport: c.transport.clone(),
                     paths: c.paths.iter().map(|p| p.display().to_string()).collect(),
+                    unmatched_preference: c.unmatched_preference.clone(),
                 })
                 .collect(),
+            warnings: &registry.warnings,
         });
         return Ok(exit::OK);
     }
@@ -107,20 +115,14 @@ pub fn run(ctx: &Context, args: JsonArg) -> Result<i32, Failure> {
         ));
         for t in &m.transports {
             text.push_str(&format!("    {:<10} {}\n", t.name, t.description));
+            text.push_str(&settings_table(&t.settings));
         }
     }
     for conflict in &registry.conflicts {
-        let paths: Vec<String> = conflict
-            .paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        text.push_str(&format!(
-            "\nConflict: transport '{}' is provided by {}; set `[plugins] prefer = {{ {} = \"PATH\" }}` to choose\n",
-            conflict.transport,
-            paths.join(" and "),
-            conflict.transport
-        ));
+        text.push_str(&format!("\nConflict: {conflict}\n"));
+    }
+    for warning in &registry.warnings {
+        text.push_str(&format!("\nWarning: {warning}\n"));
     }
     if !registry.rejected.is_empty() {
         text.push_str("\nRejected:\n");
@@ -143,4 +145,36 @@ pub fn run(ctx: &Context, args: JsonArg) -> Result<i32, Failure> {
     }
     output::print(&text);
     Ok(exit::OK)
+}
+
+/// One line per setting, aligned: `name  type, required, secret, default X  help`.
+fn settings_table(settings: &[SettingSpec]) -> String {
+    let described: Vec<(String, String, &str)> = settings
+        .iter()
+        .map(|s| {
+            let mut traits = vec![s.kind.as_str().to_string()];
+            if s.required {
+                traits.push("required".into());
+            }
+            if s.secret {
+                traits.push("secret".into());
+            }
+            if let Some(default) = &s.default {
+                traits.push(format!("default {default}"));
+            }
+            (s.name.clone(), traits.join(", "), s.help.as_str())
+        })
+        .collect();
+    let name_width = described.iter().map(|d| d.0.len()).max().unwrap_or(0);
+    let traits_width = described.iter().map(|d| d.1.len()).max().unwrap_or(0);
+    described
+        .iter()
+        .map(|(name, traits, help)| {
+            let line = format!(
+                "{:15}{name:<name_width$}  {traits:<traits_width$}  {help}",
+                ""
+            );
+            format!("{}\n", line.trim_end())
+        })
+        .collect()
 }

@@ -19,7 +19,8 @@ pub const ABI_VERSION: u32 = 1;
 
 /// Status returned by `open` and `send`: success, `out` holds the result JSON.
 pub const STATUS_OK: i32 = 0;
-/// Status returned by `open` and `send`: failure, `out` holds an error JSON object.
+/// Status returned by `open` and `send`: failure, `out` holds an error JSON object. The host
+/// treats every status other than [`STATUS_OK`] as a failure.
 pub const STATUS_ERROR: i32 = 1;
 
 /// The first fields of every plugin table, whatever its version.
@@ -34,7 +35,8 @@ pub struct PluginHeader {
 
 /// A byte buffer allocated by the plugin. `ptr` may be null when `len` is 0. `cap` is the
 /// plugin's own bookkeeping (the Rust macro stores the `Vec` capacity there); the host never
-/// reads it, it only passes the buffer back unchanged to `free_buf`.
+/// reads it, it only passes the buffer back unchanged to `free_buf`, exactly once per buffer
+/// the plugin returned, empty ones included.
 #[repr(C)]
 #[derive(Debug)]
 pub struct PfBuf {
@@ -57,26 +59,30 @@ impl PfBuf {
 
 /// The `describe` entry: returns the manifest JSON. Must not fail; must be callable any time.
 pub type DescribeFn = unsafe extern "C" fn() -> PfBuf;
-/// The `open` entry: `request` is `{"transport": NAME, "settings": {...}}` as JSON. On
-/// [`STATUS_OK`] `*handle` is set and `*out` holds `{"warnings": [...]}` (or is empty); on
-/// [`STATUS_ERROR`] `*out` holds an error object. Must not touch the network.
+/// The `open` entry: `request` is `{"transport": NAME, "settings": {...}}` as JSON, valid for
+/// the call only and not NUL-terminated. On [`STATUS_OK`] `*handle` is set and `*out` holds
+/// `{"warnings": [...]}` (or is empty); on [`STATUS_ERROR`] `*out` holds an error object and
+/// the host ignores `*handle` (it is never closed). Must not touch the network. The host sets
+/// `*handle` to null and `*out` to [`PfBuf::EMPTY`] before the call.
 pub type OpenFn = unsafe extern "C" fn(
     request: *const u8,
     request_len: usize,
     handle: *mut *mut c_void,
     out: *mut PfBuf,
 ) -> i32;
-/// The `send` entry: `email` is the email JSON. `*out` holds a receipt ([`STATUS_OK`]) or an
-/// error object ([`STATUS_ERROR`]). Called for one handle from one thread at a time.
+/// The `send` entry: `email` is the email JSON (valid for the call only). `*out` holds a
+/// receipt ([`STATUS_OK`]) or an error object ([`STATUS_ERROR`]). Calls on one handle may come
+/// from different threads but never overlap; calls on different handles may.
 pub type SendFn = unsafe extern "C" fn(
     handle: *mut c_void,
     email: *const u8,
     email_len: usize,
     out: *mut PfBuf,
 ) -> i32;
-/// The `close` entry: releases a handle from `open`. Called exactly once per handle.
+/// The `close` entry: releases a handle from a successful `open`. Called exactly once per
+/// handle, from any thread (possibly one whose `send` the host stopped waiting for).
 pub type CloseFn = unsafe extern "C" fn(handle: *mut c_void);
-/// The `free_buf` entry: releases a buffer the plugin returned.
+/// The `free_buf` entry: releases a buffer the plugin returned. Must accept a null `ptr`.
 pub type FreeBufFn = unsafe extern "C" fn(buf: PfBuf);
 
 /// The version 1 function table.
@@ -97,5 +103,6 @@ pub struct PluginV1 {
     pub free_buf: FreeBufFn,
 }
 
-/// The type of the exported entry function.
+/// The type of the exported entry function: returns a pointer to a static table (never null),
+/// called once right after the library is loaded.
 pub type EntryFn = unsafe extern "C" fn() -> *const PluginHeader;

@@ -14,6 +14,30 @@ const FORMAT: &[FormatItem<'static>] = format_description!(
     "[year]-[month]-[day] [hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
 );
 
+/// Testing aid, deliberately undocumented in `--help`: Unix seconds that postflight takes as
+/// "now" for policy (`remind_every`), outbox timestamps and retry times, so tests can let days
+/// pass in an instant. Read here and nowhere else.
+pub const TEST_NOW_ENV: &str = "POSTFLIGHT_TEST_NOW";
+
+static NOW_OVERRIDE: OnceLock<Option<SystemTime>> = OnceLock::new();
+
+/// The current time for every decision postflight makes: the system clock, unless
+/// [`TEST_NOW_ENV`] is set to Unix seconds.
+pub fn now() -> SystemTime {
+    let fixed = NOW_OVERRIDE.get_or_init(|| {
+        std::env::var(TEST_NOW_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    });
+    fixed.unwrap_or_else(SystemTime::now)
+}
+
+/// [`now`] in Unix seconds.
+pub fn now_unix() -> u64 {
+    unix(now())
+}
+
 /// Reads the local offset; call before any thread is started. Falls back to UTC.
 pub fn init_local_offset() {
     let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);

@@ -50,3 +50,28 @@ pub fn save(state_dir: &Path, task_key: &str, history: &History) -> std::io::Res
     let json = serde_json::to_vec_pretty(history).expect("history always serializes");
     fsutil::atomic_write(&path(state_dir, task_key), &json)
 }
+
+/// Holds a task's history lock (`<state>/history/<task>.lock`, an OS file lock released when
+/// the process dies) for a read-modify-write, so a run deciding the task's next notification
+/// and a flush recording an older one's delivery never overwrite each other's update.
+pub struct Guard {
+    _lock: Option<std::fs::File>,
+}
+
+/// Waits for a task's history lock. Never fails: without a writable state directory the
+/// history cannot be saved anyway, and the notification must go on (the save will warn).
+pub fn lock(state_dir: &Path, task_key: &str) -> Guard {
+    let lock_path = path(state_dir, task_key).with_extension("lock");
+    let file = lock_path
+        .parent()
+        .map_or(Ok(()), fsutil::create_private_dir)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+        })
+        .and_then(|file| fs4::FileExt::lock(&file).map(|()| file));
+    Guard { _lock: file.ok() }
+}

@@ -7,6 +7,7 @@ mod commands;
 mod compose;
 mod deliver;
 mod exit;
+mod flush;
 mod history;
 mod notify;
 mod outcome;

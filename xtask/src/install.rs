@@ -8,7 +8,10 @@ use anyhow::{bail, Context, Result};
 use crate::util::{self, cargo};
 
 /// The plugin libraries the workspace builds.
-pub const PLUGINS: [&str; 2] = ["libpostflight_transport_smtp.so", "libpostflight_transport_api.so"];
+pub const PLUGINS: [&str; 2] = [
+    "libpostflight_transport_smtp.so",
+    "libpostflight_transport_api.so",
+];
 
 /// Builds the CLI and the plugins.
 pub fn build(release: bool) -> Result<()> {
@@ -43,12 +46,21 @@ pub fn install(args: &[&str]) -> Result<()> {
     for plugin in PLUGINS {
         copy(&release.join(plugin), &plugin_dir.join(plugin))?;
     }
-    eprintln!("installed {}/postflight and {} plugins into {}", bin_dir.display(), PLUGINS.len(), plugin_dir.display());
+    eprintln!(
+        "installed {}/postflight and {} plugins into {}",
+        bin_dir.display(),
+        PLUGINS.len(),
+        plugin_dir.display()
+    );
     let on_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d == bin_dir))
         .unwrap_or(false);
     if !on_path {
-        eprintln!("note: {} is not on your PATH; add it, e.g. export PATH=\"{}:$PATH\"", bin_dir.display(), bin_dir.display());
+        eprintln!(
+            "note: {} is not on your PATH; add it, e.g. export PATH=\"{}:$PATH\"",
+            bin_dir.display(),
+            bin_dir.display()
+        );
     }
     Ok(())
 }
@@ -62,7 +74,8 @@ fn default_prefix() -> Result<PathBuf> {
 /// binary or library, and sets mode 0755.
 fn copy(from: &Path, to: &Path) -> Result<()> {
     let tmp = to.with_extension("tmp-install");
-    std::fs::copy(from, &tmp).with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
+    std::fs::copy(from, &tmp)
+        .with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
     std::fs::rename(&tmp, to).with_context(|| format!("installing {}", to.display()))?;
     Ok(())

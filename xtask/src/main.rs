@@ -5,9 +5,10 @@
 //!   `P/lib/postflight/plugins/` (default prefix `~/.local`).
 //! - `cargo xtask ci`: formatting, clippy, the test servers' Python environment, every plugin
 //!   (workspace, example, C), all tests, and the plugin leak check.
-//! - `cargo xtask bench [smtp|outbox]`: postflight side by side with the usual tools.
+//! - `cargo xtask bench [smtp|outbox|run]`: postflight side by side with the usual tools.
 
 mod bench_outbox;
+mod bench_run;
 mod bench_smtp;
 mod ci;
 mod install;
@@ -26,14 +27,16 @@ fn main() -> Result<()> {
         Some("bench") => match rest.first().copied() {
             Some("smtp") => bench_smtp::run(),
             Some("outbox") => bench_outbox::run(),
+            Some("run") => bench_run::run(),
             None | Some("all") => {
                 bench_smtp::run()?;
-                bench_outbox::run()
+                bench_outbox::run()?;
+                bench_run::run()
             }
-            Some(other) => bail!("unknown benchmark '{other}': use smtp, outbox or all"),
+            Some(other) => bail!("unknown benchmark '{other}': use smtp, outbox, run or all"),
         },
         _ => {
-            eprintln!("usage: cargo xtask <build [--release] | install [--prefix DIR] | ci | bench [smtp|outbox|all]>");
+            eprintln!("usage: cargo xtask <build [--release] | install [--prefix DIR] | ci | bench [smtp|outbox|run|all]>");
             std::process::exit(64);
         }
     }

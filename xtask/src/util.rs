@@ -7,7 +7,10 @@ use anyhow::{bail, Context, Result};
 
 /// The workspace root (xtask lives one level below it).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent")
+        .to_path_buf()
 }
 
 /// `cargo`, as the one that runs us (`$CARGO`), in the workspace root.
@@ -20,7 +23,9 @@ pub fn cargo() -> Command {
 /// Runs a command, echoing it, and fails with its exit status.
 pub fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("$ {}", describe(cmd));
-    let status = cmd.status().with_context(|| format!("cannot start {}", describe(cmd)))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {}", describe(cmd)))?;
     if !status.success() {
         bail!("`{}` failed ({status})", describe(cmd));
     }
@@ -37,14 +42,9 @@ fn describe(cmd: &Command) -> String {
 
 /// The target directory (`$CARGO_TARGET_DIR` or `<root>/target`).
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
-}
-
-/// The test servers' Python: `$POSTFLIGHT_TEST_PYTHON`, else `<root>/.venv/bin/python`.
-pub fn test_python() -> PathBuf {
-    std::env::var_os("POSTFLIGHT_TEST_PYTHON")
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv").join("bin").join("python"))
+        .unwrap_or_else(|| root().join("target"))
 }
 
 /// Creates `<root>/.venv` and installs `test-support/requirements.txt` into it, unless the
@@ -53,7 +53,8 @@ pub fn ensure_test_python() -> Result<PathBuf> {
     let root = root();
     let venv = root.join(".venv");
     let requirements = root.join("test-support").join("requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).context("reading test-support/requirements.txt")?;
+    let wanted =
+        std::fs::read_to_string(&requirements).context("reading test-support/requirements.txt")?;
     let stamp = venv.join(".postflight-requirements");
     let python = venv.join("bin").join("python");
     if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
@@ -62,7 +63,16 @@ pub fn ensure_test_python() -> Result<PathBuf> {
     if !python.exists() {
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     }
-    run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&requirements))?;
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&requirements))?;
     std::fs::write(&stamp, wanted)?;
     Ok(python)
 }

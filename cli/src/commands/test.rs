@@ -78,7 +78,12 @@ pub async fn run(ctx: &Context, args: TestArgs) -> Result<i32, Failure> {
                 .to
                 .iter()
                 .map(String::as_str)
-                .filter(|to| !receipt.refused.iter().any(|r| to.contains(r.address.as_str())))
+                .filter(|to| {
+                    !receipt
+                        .refused
+                        .iter()
+                        .any(|r| to.contains(r.address.as_str()))
+                })
                 .collect();
             let mut line = format!("test email accepted for {}", accepted.join(", "));
             if let Some(location) = &receipt.location {

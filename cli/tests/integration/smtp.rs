@@ -263,7 +263,11 @@ fn one_refused_recipient_is_named_and_the_others_get_the_email() {
         "alice@example.com, bob@example.com\ncarol@example.com",
     );
     run.expect_code(65);
-    assert!(output(&run).contains("bob@example.com: 550"), "{}", output(&run));
+    assert!(
+        output(&run).contains("bob@example.com: 550"),
+        "{}",
+        output(&run)
+    );
     let got = server.only_message();
     assert_eq!(
         got["rcpt_tos"],
@@ -277,7 +281,11 @@ fn one_refused_recipient_is_named_and_the_others_get_the_email() {
     ));
     let run = env.run(&["report", "--task", "nightly", "--exit-code", "1"]);
     run.expect_code(0);
-    assert!(run.stderr.contains("refused bob@example.com"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("refused bob@example.com"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(server.received().len(), 2);
 }
 

@@ -1,10 +1,11 @@
 //! Composing emails for `render` and `test`, where a broken template is an error (at
 //! `run`/`report` it is not: see `postflight_template::render_notification`).
 
-use postflight_core::settings::TaskSettings;
-use postflight_core::{Email, Status};
+use postflight_core::settings::{local_address, TaskSettings};
+use postflight_core::{Email, EmailParts, Status};
 use postflight_template::{Template, Values, DEFAULT_BODY, DEFAULT_SUBJECT};
 
+use crate::app::Context;
 use crate::exit::{self, Failure};
 
 /// Renders subject and body strictly; an unknown value names the template and the closest
@@ -22,6 +23,23 @@ pub fn render_strict(
     let subject = parse("subject", subject.unwrap_or(DEFAULT_SUBJECT))?.render(values);
     let body = parse("body", body.unwrap_or(DEFAULT_BODY))?.render(values);
     Ok((subject, body))
+}
+
+/// The email for a task with a rendered subject and body: from the task's account (or the
+/// local user when the account is missing, so the notification is still queued and the
+/// account error is reported at delivery), to the task's recipients.
+pub fn task_email(ctx: &Context, task: &TaskSettings, subject: String, body: String) -> Email {
+    let from = ctx
+        .config
+        .account(&task.account, &ctx.state_dir)
+        .map(|a| a.from)
+        .unwrap_or_else(|_| local_address());
+    Email::new(EmailParts {
+        from,
+        to: task.to.clone(),
+        subject,
+        text: body,
+    })
 }
 
 /// Sample values adjusted to a task and a status, for previews and test emails.

@@ -289,18 +289,7 @@ impl<'a> Pass<'a> {
             .as_ref()
             .map(|id| format!(" (id {id})"))
             .unwrap_or_default();
-        let accepted: Vec<&str> = item
-            .email
-            .to
-            .iter()
-            .map(String::as_str)
-            .filter(|to| {
-                !receipt
-                    .refused
-                    .iter()
-                    .any(|r| to.contains(r.address.as_str()))
-            })
-            .collect();
+        let accepted = receipt.accepted(&item.email);
         out.info(format!(
             "{what} was sent to {} via account '{}'{id}",
             accepted.join(", "),

@@ -3,14 +3,14 @@
 //! queued items that are due, within what is left of the same `send_timeout`.
 
 use postflight_core::outbox::{Claimed, Item};
-use postflight_core::settings::{local_address, TaskSettings};
-use postflight_core::{Email, EmailParts};
+use postflight_core::settings::TaskSettings;
 use postflight_policy::{decide, History};
 use postflight_template::render_notification;
 use tokio::time::Instant;
 
 use crate::app::Context;
 use crate::clock;
+use crate::compose;
 use crate::exit::{self, Failure};
 pub use crate::flush::Handled;
 use crate::flush::{FlushOptions, Pass};
@@ -127,17 +127,7 @@ fn compose(
     for problem in &rendered.problems {
         ctx.out.warn(format!("{problem}; the built-in template was used (fix it and check with `postflight render --task {}`)", task.key));
     }
-    let from = ctx
-        .config
-        .account(&task.account, &ctx.state_dir)
-        .map(|a| a.from)
-        .unwrap_or_else(|_| local_address());
-    let email = Email::new(EmailParts {
-        from,
-        to: task.to.clone(),
-        subject: rendered.subject,
-        text: rendered.body,
-    });
+    let email = compose::task_email(ctx, task, rendered.subject, rendered.body);
     Item::new(
         &task.key,
         &task.name,

@@ -96,6 +96,18 @@ pub struct Receipt {
     pub refused: Vec<RefusedRecipient>,
 }
 
+impl Receipt {
+    /// The recipients of `email` the server did not refuse.
+    pub fn accepted<'a>(&self, email: &'a Email) -> Vec<&'a str> {
+        email
+            .to
+            .iter()
+            .map(String::as_str)
+            .filter(|to| !self.refused.iter().any(|r| to.contains(r.address.as_str())))
+            .collect()
+    }
+}
+
 /// A recipient refused by the server while others were accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefusedRecipient {

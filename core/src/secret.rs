@@ -21,7 +21,12 @@ pub const SECRET_SUFFIXES: [&str; 3] = ["_env", "_file", "_command"];
 pub struct Secret(String);
 
 impl Secret {
-    /// The value, for handing to a plugin.
+    /// Wraps a value (plugins use this for a secret they derive, e.g. a cleaned password).
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that needs it.
     pub fn expose(&self) -> &str {
         &self.0
     }

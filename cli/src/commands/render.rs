@@ -1,8 +1,7 @@
 //! `postflight render --task NAME [--exit-code N | --status S]`: the email that would be
 //! sent, with sample values; sends nothing.
 
-use postflight_core::settings::local_address;
-use postflight_core::{Email, EmailParts, Status};
+use postflight_core::Status;
 use postflight_policy::{classify, Codes, Termination};
 
 use crate::app::Context;
@@ -35,17 +34,7 @@ pub fn run(ctx: &Context, args: RenderArgs) -> Result<i32, Failure> {
         &values,
         &origin,
     )?;
-    let from = ctx
-        .config
-        .account(&task.account, &ctx.state_dir)
-        .map(|a| a.from)
-        .unwrap_or_else(|_| local_address());
-    let email = Email::new(EmailParts {
-        from,
-        to: task.to.clone(),
-        subject,
-        text: body,
-    });
+    let email = compose::task_email(ctx, &task, subject, body);
     output::print(&compose::preview(&email));
     ctx.out.detail(format!(
         "would send through account '{}' (level {})",

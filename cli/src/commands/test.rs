@@ -74,17 +74,7 @@ pub async fn run(ctx: &Context, args: TestArgs) -> Result<i32, Failure> {
         .await
     {
         Ok(receipt) => {
-            let accepted: Vec<&str> = email
-                .to
-                .iter()
-                .map(String::as_str)
-                .filter(|to| {
-                    !receipt
-                        .refused
-                        .iter()
-                        .any(|r| to.contains(r.address.as_str()))
-                })
-                .collect();
+            let accepted = receipt.accepted(&email);
             let mut line = format!("test email accepted for {}", accepted.join(", "));
             if let Some(location) = &receipt.location {
                 line.push_str(&format!("; written to {location}"));

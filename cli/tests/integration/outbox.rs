@@ -7,15 +7,14 @@
 //! `/proc`, where no file can be created) or test-support/smtp_server.py.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{python, workspace_root, Run, TestEnv};
+use crate::util::{Run, SmtpServer, TestEnv};
 
 /// A fixed "now" for the clock-driven tests.
 const T0: u64 = 1_800_000_000;
@@ -520,63 +519,6 @@ fn drop_and_retry_name_items_by_id_and_explain_mistakes() {
 }
 
 // ---- against the SMTP test server -------------------------------------------------------
-
-/// test-support/smtp_server.py, stopped when dropped (or when the test process dies).
-struct SmtpServer {
-    child: Child,
-    port: u16,
-    record: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl SmtpServer {
-    fn start(args: &[&str]) -> SmtpServer {
-        let dir = tempfile::tempdir().unwrap();
-        let record = dir.path().join("received.jsonl");
-        let mut child = Command::new(python())
-            .arg(workspace_root().join("test-support/smtp_server.py"))
-            .arg("--record")
-            .arg(&record)
-            .arg("--stop-on-stdin-eof")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
-            .spawn()
-            .expect("start test-support/smtp_server.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("PORT ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("the SMTP server did not start: {line:?}"));
-        SmtpServer {
-            child,
-            port,
-            record,
-            _dir: dir,
-        }
-    }
-
-    /// Every message it accepted.
-    fn received(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.record)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A port where nothing listens (bound, then released).
 fn closed_port() -> u16 {

@@ -2,82 +2,12 @@
 //! aiosmtpd servers on 127.0.0.1 (test-support/smtp_server.py). Each case asserts what the
 //! server received, or that it received nothing.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use crate::util::{python, workspace_root, Eml, Run, TestEnv};
+use crate::util::{Eml, Run, SmtpServer, TestEnv};
 
 const PASSWORD: &str = "s3cret pass phrase";
-
-/// A running test SMTP server, stopped when dropped.
-struct SmtpServer {
-    child: Child,
-    _stdin: ChildStdin,
-    port: u16,
-    record: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl SmtpServer {
-    fn start(args: &[&str]) -> SmtpServer {
-        let dir = tempfile::tempdir().unwrap();
-        let record = dir.path().join("received.jsonl");
-        let mut child = Command::new(python())
-            .arg(workspace_root().join("test-support/smtp_server.py"))
-            .arg("--stop-on-stdin-eof")
-            .arg("--record")
-            .arg(&record)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the test SMTP server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("PORT ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("the test SMTP server did not start: {line:?}"));
-        let stdin = child.stdin.take().unwrap();
-        SmtpServer {
-            child,
-            _stdin: stdin,
-            port,
-            record,
-            _dir: dir,
-        }
-    }
-
-    fn received(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.record)
-            .map(|text| {
-                text.lines()
-                    .map(|l| serde_json::from_str(l).unwrap())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn only_message(&self) -> Value {
-        let mut all = self.received();
-        assert_eq!(all.len(), 1, "expected exactly one message: {all:?}");
-        all.remove(0)
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A self-signed certificate for 127.0.0.1, written to `dir`.
 struct Cert {

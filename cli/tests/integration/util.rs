@@ -3,8 +3,9 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The `postflight` binary cargo built for these tests.
 pub fn bin() -> PathBuf {
@@ -238,5 +239,85 @@ impl Eml {
             .iter()
             .map(|(n, _)| n.to_ascii_lowercase())
             .collect()
+    }
+}
+
+/// test-support/smtp_server.py (aiosmtpd) on 127.0.0.1, recording what it receives; stopped
+/// when dropped, or when the test process dies (it exits at the end of its stdin).
+pub struct SmtpServer {
+    child: Child,
+    /// The port it listens on.
+    pub port: u16,
+    record: PathBuf,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmtpServer {
+    /// Starts a server with extra command-line flags (see the script's --help).
+    pub fn start(args: &[&str]) -> SmtpServer {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("received.jsonl");
+        let stderr = dir.path().join("stderr.log");
+        let mut child = Command::new(python())
+            .arg(workspace_root().join("test-support/smtp_server.py"))
+            .arg("--record")
+            .arg(&record)
+            .arg("--stop-on-stdin-eof")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start test-support/smtp_server.py");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "the test SMTP server did not start: {line:?}\n{}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                )
+            });
+        SmtpServer {
+            child,
+            port,
+            record,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    /// Every message it accepted, in order (envelope, raw data, auth user).
+    pub fn received(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The one message it accepted (panics with the server's log otherwise).
+    pub fn only_message(&self) -> serde_json::Value {
+        let mut all = self.received();
+        assert_eq!(
+            all.len(),
+            1,
+            "expected exactly one message: {all:?}\nserver log:\n{}",
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        );
+        all.remove(0)
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -2,12 +2,12 @@
 //! provider presets applied, the password normalised, the certificate policy loaded, and the
 //! warnings the operator should see on every use collected.
 
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
 use lettre::transport::smtp::extension::ClientId;
 use postflight_core::plugin::OpenRequest;
+use postflight_core::secret::Secret;
 use postflight_core::{DeliveryError, ErrorKind};
 
 use super::trust::{self, Fingerprint, Trust};
@@ -51,23 +51,6 @@ impl Security {
             "none" => Some(Security::None),
             _ => None,
         }
-    }
-}
-
-/// A password: never shown by `Debug` or in any message.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The password itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
     }
 }
 
@@ -316,7 +299,7 @@ fn login(
     }
     Ok(Some(Login {
         username,
-        password: Secret(password),
+        password: Secret::new(password),
     }))
 }
 
@@ -560,6 +543,6 @@ mod tests {
         let (c, _) = parsed(json!({"host": "h", "username": "u", "password": "hunter2-secret"}));
         let debug = format!("{c:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
-        assert!(debug.contains("Secret(***)"));
+        assert!(debug.contains("Secret(********)"));
     }
 }

@@ -239,10 +239,7 @@ pub fn retry_delay(attempts: usize, retry_after_secs: Option<u64>, jitter: f64) 
 
 /// A random number in `[0, 1)` for [`retry_delay`]'s jitter.
 pub fn random_jitter() -> f64 {
-    // A v4 UUID is 122 random bits from the OS. Its low half starts with the two fixed
-    // variant bits; the 62 after them are random, and 53 of those make a uniform f64.
-    let bits = (uuid::Uuid::new_v4().as_u64_pair().1 & (u64::MAX >> 2)) >> 9;
-    bits as f64 / (1u64 << 53) as f64
+    fastrand::f64()
 }
 
 /// Why an outbox operation on a named item failed.

@@ -67,6 +67,8 @@ pub fn for_delivery(error: &postflight_core::DeliveryError) -> i32 {
         K::Config | K::InsecureAuth => CONFIG,
         K::Auth | K::Permission => NOPERM,
         K::SenderRejected | K::RecipientRejected | K::MessageRejected => DATAERR,
+        // Retried by the outbox, but an operator running `test` must fix something first.
+        K::Certificate | K::Tls | K::StarttlsUnavailable => UNAVAILABLE,
         _ if error.is_transient() => TEMPFAIL,
         _ => UNAVAILABLE,
     }

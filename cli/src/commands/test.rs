@@ -119,13 +119,13 @@ pub async fn run(ctx: &Context, args: TestArgs) -> Result<i32, Failure> {
             if let Some(reply) = &error.reply {
                 text.push_str(&format!("\n  server said: {reply}"));
             }
+            if let Some(hint) = &error.hint {
+                text.push_str(&format!("\n  what to do: {hint}"));
+            }
             if let Some(details) = &error.details {
                 for line in details.lines() {
                     text.push_str(&format!("\n  {line}"));
                 }
-            }
-            if let Some(hint) = &error.hint {
-                text.push_str(&format!("\n  what to do: {hint}"));
             }
             Err(Failure::new(exit::for_delivery(&error), text))
         }

@@ -123,7 +123,7 @@ fn an_untrusted_certificate_is_described_and_the_printed_line_pins_it() {
     env.config(&config(server.port, "tls", ""));
 
     let run = test_email(&env, "ops@example.com");
-    run.expect_code(75);
+    run.expect_code(69);
     let text = output(&run);
     for part in ["subject:", "issuer:", "(self-signed)", "valid:", "ca_file"] {
         assert!(text.contains(part), "missing {part}:\n{text}");

@@ -164,10 +164,10 @@ pub fn parse(request: &OpenRequest) -> Result<(SmtpConfig, Vec<String>), Deliver
         if !allow_insecure_auth {
             return Err(insecure_auth_error(settings.account()));
         }
-        warnings.push(format!(
-            "account `{}`: the password is sent unencrypted (security = \"none\" with allow_insecure_auth = true)",
-            settings.account()
-        ));
+        warnings.push(
+            "the password is sent unencrypted (security = \"none\" with allow_insecure_auth = true)"
+                .to_string(),
+        );
     }
 
     let trust = trust_policy(&settings, security, &mut warnings)?;
@@ -283,8 +283,7 @@ fn login(
             let length = stripped.chars().count();
             if length != 16 {
                 warnings.push(format!(
-                    "account `{}`: {} app passwords have 16 letters, but the password has {length} (spaces removed); if the login fails, create a new app password",
-                    settings.account(),
+                    "{} app passwords have 16 letters, but the password has {length} (spaces removed); if the login fails, create a new app password",
                     p.title()
                 ));
             }
@@ -295,7 +294,7 @@ fn login(
         _ => password.trim_end_matches(['\r', '\n']).to_string(),
     };
     if let Some(warning) = provider.and_then(|p| p.check_username(&username)) {
-        warnings.push(format!("account `{}`: {warning}", settings.account()));
+        warnings.push(warning);
     }
     Ok(Some(Login {
         username,
@@ -308,7 +307,6 @@ fn trust_policy(
     security: Security,
     warnings: &mut Vec<String>,
 ) -> Result<Trust, DeliveryError> {
-    let account = settings.account();
     let accept_invalid = settings.boolean("accept_invalid_certs")?.unwrap_or(false);
     let ca_file = settings.string("ca_file")?;
     let pin = match settings.string("tls_fingerprint")? {
@@ -323,9 +321,7 @@ fn trust_policy(
     };
     if security == Security::None {
         if accept_invalid || ca_file.is_some() || pin.is_some() {
-            warnings.push(format!(
-                "account `{account}`: accept_invalid_certs, ca_file and tls_fingerprint have no effect with security = \"none\""
-            ));
+            warnings.push("accept_invalid_certs, ca_file and tls_fingerprint have no effect with security = \"none\"".to_string());
         }
         return Ok(Trust::AcceptAny);
     }
@@ -342,21 +338,20 @@ fn trust_policy(
     };
     if let Some(pin) = pin {
         if accept_invalid {
-            warnings.push(format!(
-                "account `{account}`: accept_invalid_certs is ignored because tls_fingerprint pins the certificate"
-            ));
+            warnings.push(
+                "accept_invalid_certs is ignored because tls_fingerprint pins the certificate"
+                    .to_string(),
+            );
         }
         if ca_file.is_some() {
-            warnings.push(format!(
-                "account `{account}`: ca_file is not used because tls_fingerprint pins the certificate"
-            ));
+            warnings.push(
+                "ca_file is not used because tls_fingerprint pins the certificate".to_string(),
+            );
         }
         return Ok(Trust::Pin(pin));
     }
     if accept_invalid {
-        warnings.push(format!(
-            "account `{account}`: the server's certificate is not checked (accept_invalid_certs = true), so anyone on the network path could read the password and the mail; trust the certificate with `ca_file` or pin it with `tls_fingerprint` instead (`postflight test` shows the line to add)"
-        ));
+        warnings.push("the server's certificate is not checked (accept_invalid_certs = true), so anyone on the network path could read the password and the mail; trust the certificate with `ca_file` or pin it with `tls_fingerprint` instead (`postflight test` shows the line to add)".to_string());
         return Ok(Trust::AcceptAny);
     }
     Ok(Trust::verify(extra))

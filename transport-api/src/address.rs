@@ -1,170 +1,77 @@
-//! Mailboxes as the providers want them: `Name <addr>` split into its parts (SendGrid), put
-//! back together with the quoting RFC 5322 needs (comma-joined lists), and header text made
-//! ASCII with RFC 2047 encoded-words where an API passes headers through unencoded.
+//! Mailboxes as the providers want them, on lettre's [`Mailbox`]: its RFC 5322 parser, its
+//! `name`/`email` parts (SendGrid wants them split) and its `Display`, which quotes a display
+//! name where RFC 5322 requires it (so a comma in a name cannot split a comma-joined list).
+//! Header text an API passes through unencoded is made ASCII with the RFC 2047 encoder of
+//! the `email-encoding` crate, the one lettre itself uses.
 
-use base64::Engine as _;
+use email_encoding::headers::{rfc2047, writer::EmailWriter};
+pub use lettre::message::Mailbox;
+use postflight_core::email::single_line;
 use postflight_core::{DeliveryError, ErrorKind};
 
-/// One mailbox: an optional display name and the address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mailbox {
-    /// The display name, unquoted (`Doe, John`), when there is one.
-    pub name: Option<String>,
-    /// The address, `local@domain`.
-    pub email: String,
-}
-
-impl Mailbox {
-    /// Parses `addr`, `<addr>`, `Name <addr>` or `"Quoted, Name" <addr>`.
-    ///
-    /// `role` ("sender", "recipient") words the error when the text is not an address.
-    pub fn parse(text: &str, role: &str) -> Result<Mailbox, DeliveryError> {
-        let text = text.trim();
-        let (name, email) = match (text.rfind('<'), text.ends_with('>')) {
-            (Some(open), true) => {
-                let name = unquote(text[..open].trim());
-                (
-                    (!name.is_empty()).then_some(name),
-                    text[open + 1..text.len() - 1].trim(),
-                )
-            }
-            _ => (None, text),
-        };
-        if !is_plausible_address(email) {
-            return Err(DeliveryError::permanent(
-                if role == "sender" {
-                    ErrorKind::SenderRejected
-                } else {
-                    ErrorKind::RecipientRejected
-                },
-                format!("the {role} address '{text}' is not an email address"),
-            )
-            .with_hint(if role == "sender" {
-                "set the account's `from` to `Name <user@example.com>` or `user@example.com`"
+/// Parses `addr`, `<addr>`, `Name <addr>` or `"Quoted, Name" <addr>` (RFC 5322 `mailbox`).
+///
+/// `role` ("sender", "recipient") words the error when the text is not an address.
+pub fn parse(text: &str, role: &str) -> Result<Mailbox, DeliveryError> {
+    // One line, as core already makes it: lettre's `Display` cannot write a name with CR/LF.
+    let text = single_line(text);
+    let mut mailbox = text.parse::<Mailbox>().map_err(|_| {
+        DeliveryError::permanent(
+            if role == "sender" {
+                ErrorKind::SenderRejected
             } else {
-                "write recipients as `user@example.com` or `Name <user@example.com>`, separated by commas"
-            }));
-        }
-        Ok(Mailbox {
-            name,
-            email: email.to_string(),
+                ErrorKind::RecipientRejected
+            },
+            format!("the {role} address '{text}' is not an email address"),
+        )
+        .with_hint(if role == "sender" {
+            "set the account's `from` to `Name <user@example.com>` or `user@example.com`"
+        } else {
+            "write recipients as `user@example.com` or `Name <user@example.com>`, separated by commas"
         })
-    }
-
-    /// `Name <addr>` with the name quoted when RFC 5322 requires it (so a comma in a name
-    /// cannot split a comma-joined list), or the bare address.
-    pub fn to_header(&self) -> String {
-        match &self.name {
-            Some(name) => format!("{} <{}>", quote_phrase(name), self.email),
-            None => self.email.clone(),
-        }
-    }
-
-    /// Like [`to_header`](Self::to_header) but ASCII only: a non-ASCII name becomes an RFC 2047
-    /// encoded-word (what SES requires in its address fields).
-    pub fn to_ascii_header(&self) -> String {
-        match &self.name {
-            Some(name) if !name.is_ascii() => format!("{} <{}>", encode_word(name), self.email),
-            _ => self.to_header(),
-        }
-    }
+    })?;
+    // `"" <addr>` has a name in the grammar but none to show.
+    mailbox.name = mailbox.name.filter(|name| !name.trim().is_empty());
+    Ok(mailbox)
 }
 
 /// Parses every recipient; the first bad one is the error.
 pub fn parse_all(list: &[String]) -> Result<Vec<Mailbox>, DeliveryError> {
-    list.iter()
-        .map(|r| Mailbox::parse(r, "recipient"))
-        .collect()
+    list.iter().map(|r| parse(r, "recipient")).collect()
 }
 
-/// `local@domain` with no spaces or angle brackets. Deliberately loose: the provider has the
-/// final word, this only catches text that is plainly not an address.
-fn is_plausible_address(email: &str) -> bool {
-    let Some((local, domain)) = email.rsplit_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && !domain.is_empty()
-        && !email
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ','))
-}
-
-fn unquote(name: &str) -> String {
-    match name
-        .strip_prefix('"')
-        .and_then(|rest| rest.strip_suffix('"'))
-    {
-        Some(inner) => {
-            let mut out = String::with_capacity(inner.len());
-            let mut chars = inner.chars();
-            while let Some(c) = chars.next() {
-                if c == '\\' {
-                    if let Some(next) = chars.next() {
-                        out.push(next);
-                    }
-                } else {
-                    out.push(c);
-                }
-            }
-            out
+/// The mailbox as header text, ASCII only: a non-ASCII name becomes RFC 2047 encoded-words
+/// (what SES requires in its address fields); otherwise lettre's RFC 5322 form.
+pub fn to_ascii_header(mailbox: &Mailbox) -> String {
+    match &mailbox.name {
+        Some(name) if !name.is_ascii() => {
+            format!("{} <{}>", encode_header_value(name), mailbox.email)
         }
-        None => name.to_string(),
-    }
-}
-
-/// Quotes a display name unless it is all atext and spaces (RFC 5322 `phrase`).
-fn quote_phrase(name: &str) -> String {
-    let atext = |c: char| {
-        c.is_alphanumeric() || c == ' ' || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
-    };
-    if name.chars().all(atext) {
-        name.to_string()
-    } else {
-        let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
-        format!("\"{escaped}\"")
+        _ => mailbox.to_string(),
     }
 }
 
 /// Makes a header value ASCII: unchanged when it already is, else one or more RFC 2047
-/// `=?UTF-8?B?...?=` words (each under the 75-character limit, split on char boundaries).
+/// `=?utf-8?b?...?=` words (each within the 75-character limit, split on char boundaries).
 pub fn encode_header_value(value: &str) -> String {
     if value.is_ascii() {
-        value.to_string()
-    } else {
-        encode_word(value)
+        return value.to_string();
     }
-}
-
-fn encode_word(text: &str) -> String {
-    // 75 chars per word minus "=?UTF-8?B?" and "?=" leaves 63 base64 chars = 45 bytes.
-    const MAX_BYTES: usize = 45;
-    let mut words = Vec::new();
-    let mut start = 0;
-    while start < text.len() {
-        let mut end = (start + MAX_BYTES).min(text.len());
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let chunk = &text.as_bytes()[start..end];
-        words.push(format!(
-            "=?UTF-8?B?{}?=",
-            base64::engine::general_purpose::STANDARD.encode(chunk)
-        ));
-        start = end;
-    }
-    words.join(" ")
+    let mut encoded = String::new();
+    rfc2047::encode(value, &mut EmailWriter::new(&mut encoded, 0, 0, false))
+        .expect("writing to a String cannot fail");
+    // The encoder folds long values onto continuation lines, as a header needs; an API field
+    // holds one line, so unfold (RFC 5322 section 2.2.3), which keeps the words apart.
+    encoded.replace("\r\n", "")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     fn mb(name: Option<&str>, email: &str) -> Mailbox {
-        Mailbox {
-            name: name.map(str::to_string),
-            email: email.into(),
-        }
+        Mailbox::new(name.map(str::to_string), email.parse().unwrap())
     }
 
     #[test]
@@ -172,6 +79,7 @@ mod tests {
         let cases = [
             ("a@example.com", mb(None, "a@example.com")),
             ("<a@example.com>", mb(None, "a@example.com")),
+            ("\"\" <a@example.com>", mb(None, "a@example.com")),
             (
                 "Backups <backups@example.com>",
                 mb(Some("Backups"), "backups@example.com"),
@@ -187,37 +95,43 @@ mod tests {
             ("Jörg <j@example.de>", mb(Some("Jörg"), "j@example.de")),
         ];
         for (text, want) in cases {
-            assert_eq!(Mailbox::parse(text, "recipient").unwrap(), want, "{text}");
+            assert_eq!(parse(text, "recipient").unwrap(), want, "{text}");
         }
     }
 
     #[test]
     fn refuses_what_is_not_an_address() {
         for bad in ["", "nobody", "a b@c", "@example.com", "a@", "Name <>"] {
-            let e = Mailbox::parse(bad, "sender").unwrap_err();
+            let e = parse(bad, "sender").unwrap_err();
             assert_eq!(e.kind, ErrorKind::SenderRejected, "{bad}");
             assert!(e.permanent);
         }
-        let e = Mailbox::parse("x", "recipient").unwrap_err();
+        let e = parse("x", "recipient").unwrap_err();
         assert_eq!(e.kind, ErrorKind::RecipientRejected);
     }
 
     #[test]
     fn formats_with_quoting_only_when_needed() {
-        assert_eq!(mb(None, "a@x").to_header(), "a@x");
-        assert_eq!(mb(Some("Ops Team"), "a@x").to_header(), "Ops Team <a@x>");
+        assert_eq!(mb(None, "a@x").to_string(), "a@x");
+        assert_eq!(mb(Some("Ops Team"), "a@x").to_string(), "Ops Team <a@x>");
         assert_eq!(
-            mb(Some("Doe, John"), "a@x").to_header(),
+            mb(Some("Doe, John"), "a@x").to_string(),
             "\"Doe, John\" <a@x>"
         );
         assert_eq!(
-            mb(Some("a \"b\""), "a@x").to_header(),
+            mb(Some("a \"b\""), "a@x").to_string(),
             "\"a \\\"b\\\"\" <a@x>"
         );
-        assert_eq!(mb(Some("Jörg"), "a@x").to_header(), "Jörg <a@x>");
+        assert_eq!(mb(Some("Jörg"), "a@x").to_string(), "Jörg <a@x>");
         assert_eq!(
-            mb(Some("Jörg"), "a@x").to_ascii_header(),
-            "=?UTF-8?B?SsO2cmc=?= <a@x>"
+            to_ascii_header(&mb(Some("Ops Team"), "a@x")),
+            "Ops Team <a@x>"
+        );
+        // RFC 2047 charset and encoding names are case-insensitive; email-encoding writes
+        // them in lower case.
+        assert_eq!(
+            to_ascii_header(&mb(Some("Jörg"), "a@x")),
+            "=?utf-8?b?SsO2cmc=?= <a@x>"
         );
     }
 
@@ -226,11 +140,12 @@ mod tests {
         assert_eq!(encode_header_value("auto-generated"), "auto-generated");
         let long = "Sauvegarde terminée — ".repeat(6);
         let encoded = encode_header_value(&long);
+        assert!(!encoded.contains(['\r', '\n']), "{encoded}");
         let mut decoded = Vec::new();
         for word in encoded.split(' ') {
             assert!(word.len() <= 75, "{word}");
             let b64 = word
-                .strip_prefix("=?UTF-8?B?")
+                .strip_prefix("=?utf-8?b?")
                 .and_then(|w| w.strip_suffix("?="))
                 .unwrap();
             let bytes = base64::engine::general_purpose::STANDARD

@@ -6,10 +6,10 @@
 //! `Retry-After`; 5xx -> transient; other 4xx -> permanent. The provider's own message is
 //! quoted, cleaned of control characters, cut to a bounded length and scrubbed of the key.
 
+use postflight_core::secret::{redact, Secret};
 use postflight_core::{DeliveryError, ErrorKind};
 
 use crate::http::Reply;
-use crate::settings::Secret;
 
 /// Longest provider message we quote, in characters.
 const MAX_QUOTE_CHARS: usize = 300;
@@ -145,7 +145,7 @@ pub fn unexpected(provider: &str, reply: &Reply, what: &str, key: &Secret) -> De
 /// Cleans provider text for quoting: control characters become spaces, runs of whitespace
 /// collapse, the key is scrubbed, and the result is cut to [`MAX_QUOTE_CHARS`].
 pub fn quote(text: &str, key: &Secret) -> String {
-    let text = key.redact(text);
+    let text = redact(text, std::slice::from_ref(key));
     let mut out = String::new();
     let mut count = 0;
     for word in text
@@ -204,7 +204,7 @@ mod tests {
         let key = Secret::new("key-123456");
         assert_eq!(
             quote("bad\r\nkey\tkey-123456  here", &key),
-            "bad key [redacted] here"
+            "bad key ******** here"
         );
         let long = "x".repeat(1000);
         let q = quote(&long, &key);

@@ -8,8 +8,8 @@
 //! errors). [`sigv4`] adapts SES requests to the aws-sigv4 signer.
 //!
 //! Invariant: no API key or AWS secret ever appears in an error, receipt, warning or `Debug`
-//! output. Keys live in [`settings::Secret`], whose `Debug` is redacted, and every quoted
-//! provider message is scrubbed of the key.
+//! output. Keys live in core's [`Secret`](postflight_core::secret::Secret), whose `Debug` is
+//! redacted, and every quoted provider message is scrubbed of the key.
 
 pub mod address;
 pub mod errors;

@@ -20,13 +20,14 @@
 use postflight_core::plugin::{
     Connection, OpenRequest, Opened, SettingSpec, SettingType, TransportSpec,
 };
+use postflight_core::secret::Secret;
 use postflight_core::{DeliveryError, Email, ErrorKind, Receipt};
 use reqwest::multipart::Form;
 
 use crate::errors::{refused, text_of, unexpected, Refusal};
 use crate::http::{Http, Reply};
 use crate::message::{HeaderPolicy, Outgoing};
-use crate::settings::{config_error, BaseUrl, Secret, Settings};
+use crate::settings::{config_error, BaseUrl, Settings};
 
 const NAME: &str = "mailgun";
 const PROVIDER: &str = "Mailgun";
@@ -131,8 +132,8 @@ struct Mailgun {
 /// The form fields, in order.
 fn fields(email: &Email) -> Result<Vec<(String, String)>, DeliveryError> {
     let out = Outgoing::new(email, HEADERS)?;
-    let mut fields = vec![("from".to_string(), out.from.to_header())];
-    fields.extend(out.to.iter().map(|to| ("to".to_string(), to.to_header())));
+    let mut fields = vec![("from".to_string(), out.from.to_string())];
+    fields.extend(out.to.iter().map(|to| ("to".to_string(), to.to_string())));
     fields.push(("subject".into(), out.subject.to_string()));
     fields.push(("text".into(), out.text.to_string()));
     fields.extend(

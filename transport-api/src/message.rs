@@ -51,7 +51,7 @@ pub const ADDRESS_HEADERS: &[&str] = &[
 impl<'a> Outgoing<'a> {
     /// Parses and checks `email` for a provider with the given header policy.
     pub fn new(email: &'a Email, policy: HeaderPolicy) -> Result<Outgoing<'a>, DeliveryError> {
-        let from = Mailbox::parse(&email.from, "sender")?;
+        let from = address::parse(&email.from, "sender")?;
         let to = address::parse_all(&email.to)?;
         if to.is_empty() {
             return Err(DeliveryError::permanent(

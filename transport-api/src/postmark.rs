@@ -21,6 +21,7 @@
 use postflight_core::plugin::{
     Connection, OpenRequest, Opened, SettingSpec, SettingType, TransportSpec,
 };
+use postflight_core::secret::Secret;
 use postflight_core::{DeliveryError, Email, ErrorKind, Receipt};
 use reqwest::header::{HeaderValue, ACCEPT};
 use serde_json::{json, Value};
@@ -28,7 +29,7 @@ use serde_json::{json, Value};
 use crate::errors::{refused, text_of, unexpected, Refusal};
 use crate::http::{Http, Reply};
 use crate::message::{HeaderPolicy, Outgoing};
-use crate::settings::{BaseUrl, Secret, Settings};
+use crate::settings::{BaseUrl, Settings};
 
 const NAME: &str = "postmark";
 const PROVIDER: &str = "Postmark";
@@ -102,14 +103,14 @@ struct Postmark {
 /// The request body.
 fn body(email: &Email, stream: &str) -> Result<Value, DeliveryError> {
     let out = Outgoing::new(email, HEADERS)?;
-    let to: Vec<String> = out.to.iter().map(|m| m.to_header()).collect();
+    let to: Vec<String> = out.to.iter().map(|m| m.to_string()).collect();
     let headers: Vec<Value> = out
         .headers
         .iter()
         .map(|(name, value)| json!({"Name": name, "Value": value}))
         .collect();
     Ok(json!({
-        "From": out.from.to_header(),
+        "From": out.from.to_string(),
         "To": to.join(", "),
         "Subject": out.subject,
         "TextBody": out.text,

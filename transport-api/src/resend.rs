@@ -21,13 +21,14 @@
 use postflight_core::plugin::{
     Connection, OpenRequest, Opened, SettingSpec, SettingType, TransportSpec,
 };
+use postflight_core::secret::Secret;
 use postflight_core::{DeliveryError, Email, ErrorKind, Receipt};
 use serde_json::{json, Value};
 
 use crate::errors::{refused, text_of, unexpected, Refusal};
 use crate::http::{Http, Reply};
 use crate::message::{HeaderPolicy, Outgoing};
-use crate::settings::{BaseUrl, Secret, Settings};
+use crate::settings::{BaseUrl, Settings};
 
 const NAME: &str = "resend";
 const PROVIDER: &str = "Resend";
@@ -90,14 +91,14 @@ struct Resend {
 /// The request body.
 fn body(email: &Email) -> Result<Value, DeliveryError> {
     let out = Outgoing::new(email, HEADERS)?;
-    let to: Vec<String> = out.to.iter().map(|m| m.to_header()).collect();
+    let to: Vec<String> = out.to.iter().map(|m| m.to_string()).collect();
     let headers: serde_json::Map<String, Value> = out
         .headers
         .iter()
         .map(|(name, value)| (name.to_string(), json!(value)))
         .collect();
     Ok(json!({
-        "from": out.from.to_header(),
+        "from": out.from.to_string(),
         "to": to,
         "subject": out.subject,
         "text": out.text,

@@ -23,6 +23,7 @@
 use postflight_core::plugin::{
     Connection, OpenRequest, Opened, SettingSpec, SettingType, TransportSpec,
 };
+use postflight_core::secret::Secret;
 use postflight_core::{DeliveryError, Email, ErrorKind, Receipt};
 use serde_json::{json, Value};
 
@@ -30,7 +31,7 @@ use crate::address::{encode_header_value, Mailbox};
 use crate::errors::{refused, text_of, Refusal};
 use crate::http::{Http, Reply};
 use crate::message::{HeaderPolicy, Outgoing};
-use crate::settings::{BaseUrl, Secret, Settings};
+use crate::settings::{BaseUrl, Settings};
 
 const NAME: &str = "sendgrid";
 const PROVIDER: &str = "SendGrid";
@@ -92,8 +93,8 @@ struct SendGrid {
 fn body(email: &Email) -> Result<Value, DeliveryError> {
     let out = Outgoing::new(email, HEADERS)?;
     let address = |m: &Mailbox| match &m.name {
-        Some(name) => json!({"email": m.email, "name": name}),
-        None => json!({"email": m.email}),
+        Some(name) => json!({"email": m.email.to_string(), "name": name}),
+        None => json!({"email": m.email.to_string()}),
     };
     let headers: serde_json::Map<String, Value> = out
         .headers

@@ -30,15 +30,16 @@ use std::time::SystemTime;
 use postflight_core::plugin::{
     Connection, OpenRequest, Opened, SettingSpec, SettingType, TransportSpec,
 };
+use postflight_core::secret::Secret;
 use postflight_core::{DeliveryError, Email, ErrorKind, Receipt};
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};
 
-use crate::address::{encode_header_value, Mailbox};
+use crate::address::{self, encode_header_value};
 use crate::errors::{refused, text_of, unexpected, Refusal};
 use crate::http::{Http, Reply};
 use crate::message::{HeaderPolicy, Outgoing};
-use crate::settings::{config_error, BaseUrl, Secret, Settings};
+use crate::settings::{config_error, BaseUrl, Settings};
 use crate::sigv4::{sign_request, AwsCredentials, Request};
 
 const NAME: &str = "ses";
@@ -273,7 +274,7 @@ struct Ses {
 /// The SendEmail request body.
 fn body(email: &Email) -> Result<Value, DeliveryError> {
     let out = Outgoing::new(email, HEADERS)?;
-    let to: Vec<String> = out.to.iter().map(|m| m.to_ascii_header()).collect();
+    let to: Vec<String> = out.to.iter().map(address::to_ascii_header).collect();
     let headers: Vec<Value> = out
         .headers
         .iter()
@@ -287,7 +288,7 @@ fn body(email: &Email) -> Result<Value, DeliveryError> {
         simple["Headers"] = Value::Array(headers);
     }
     Ok(json!({
-        "FromEmailAddress": out.from.to_ascii_header(),
+        "FromEmailAddress": address::to_ascii_header(&out.from),
         "Destination": {"ToAddresses": to},
         "Content": {"Simple": simple},
     }))
@@ -295,7 +296,7 @@ fn body(email: &Email) -> Result<Value, DeliveryError> {
 
 impl Connection for Ses {
     fn send(&mut self, email: &Email) -> Result<Receipt, DeliveryError> {
-        let sender = Mailbox::parse(&email.from, "sender")?.email;
+        let sender = address::parse(&email.from, "sender")?.email.to_string();
         let body = serde_json::to_vec(&body(email)?).expect("a JSON value always serializes");
         let url = self.base.join(&["v2", "email", "outbound-emails"]);
         let signed = sign_request(
@@ -484,7 +485,7 @@ mod tests {
         assert_eq!(
             body(&email).unwrap(),
             json!({
-                "FromEmailAddress": "=?UTF-8?B?SsO2cmcgTcO8bGxlcg==?= <joerg@example.com>",
+                "FromEmailAddress": "=?utf-8?b?SsO2cmcgTcO8bGxlcg==?= <joerg@example.com>",
                 "Destination": {"ToAddresses": ["ops@example.com", "Bob <bob@example.org>"]},
                 "Content": {"Simple": {
                     "Subject": {"Data": "Sauvegarde échouée", "Charset": "UTF-8"},

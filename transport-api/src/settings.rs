@@ -5,42 +5,10 @@
 
 use std::fmt;
 
+use postflight_core::secret::Secret;
 use postflight_core::{DeliveryError, ErrorKind};
 use reqwest::Url;
 use serde_json::{Map, Value};
-
-/// A secret setting (API key, AWS secret). Its `Debug` never shows the value, so a connection
-/// can derive `Debug` and still never print the key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The value, for the one place that must send it (an auth header, the signer).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Replaces every occurrence of the secret in `text` (a provider's reply could echo it).
-    pub fn redact(&self, text: &str) -> String {
-        if self.0.len() < 4 {
-            // Too short to search for without mangling ordinary words; such keys are refused
-            // by every provider anyway.
-            return text.to_string();
-        }
-        text.replace(&self.0, "[redacted]")
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
 
 /// A permanent configuration error for `transport`, with the operator's next step.
 pub fn config_error(
@@ -214,13 +182,10 @@ impl BaseUrl {
         url
     }
 
-    /// The host (with port when not the default), for messages and SigV4.
+    /// The host (with port when not the default), for messages and SigV4: the URL's
+    /// authority, which `parse` made sure carries no credentials.
     pub fn host(&self) -> String {
-        let host = self.url.host_str().unwrap_or_default();
-        match self.url.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_string(),
-        }
+        self.url.authority().to_string()
     }
 
     /// A warning when the key would travel unencrypted to anything but this machine.
@@ -305,8 +270,11 @@ mod tests {
         let map = settings(serde_json::json!({"api_key": "SG.supersecret", "n": 5}));
         let s = Settings::new("sendgrid", &map);
         let key = s.secret("api_key").unwrap().unwrap();
-        assert_eq!(format!("{key:?}"), "Secret([redacted])");
-        assert_eq!(key.redact("bad key SG.supersecret!"), "bad key [redacted]!");
+        assert_eq!(format!("{key:?}"), "Secret(********)");
+        assert_eq!(
+            postflight_core::secret::redact("bad key SG.supersecret!", &[key]),
+            "bad key ********!"
+        );
         let map = settings(serde_json::json!({"api_key": ["SG.supersecret"]}));
         let e = Settings::new("sendgrid", &map)
             .secret("api_key")

@@ -7,9 +7,8 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
+use postflight_core::secret::Secret;
 use postflight_core::{DeliveryError, ErrorKind};
-
-use crate::settings::Secret;
 
 /// An AWS access key pair and optional session token (temporary credentials).
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::SystemTime;
 
-use postflight_transport_api::settings::Secret;
+use postflight_core::secret::Secret;
 use postflight_transport_api::sigv4::{sign_request, AwsCredentials, Request};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{json, Value};

@@ -197,7 +197,7 @@ fn split_mailbox(text: &str) -> Value {
 fn ascii_mailbox(text: &str) -> String {
     match text.rsplit_once(" <") {
         Some((name, rest)) if !name.is_ascii() => format!(
-            "=?UTF-8?B?{}?= <{rest}",
+            "=?utf-8?b?{}?= <{rest}",
             base64::engine::general_purpose::STANDARD.encode(name)
         ),
         _ => text.to_string(),

@@ -60,7 +60,7 @@ fn moto_stores_the_message_as_sent() {
     assert_eq!(
         stored["source"],
         format!(
-            "=?UTF-8?B?{}?= <backups@example.com>",
+            "=?utf-8?b?{}?= <backups@example.com>",
             encoded("Sauvegardes Jörg")
         )
     );
@@ -68,7 +68,7 @@ fn moto_stores_the_message_as_sent() {
         stored["destinations"],
         json!({"ToAddresses": [
             "ops@example.org",
-            format!("=?UTF-8?B?{}?= <zoe@example.net>", encoded("Zoë"))
+            format!("=?utf-8?b?{}?= <zoe@example.net>", encoded("Zoë"))
         ]})
     );
     assert_eq!(stored["subject"], email.subject.as_str());

@@ -52,7 +52,7 @@ pub async fn notify(
         let notified = decision.should_notify();
         // The item is durable before the history says the task notified.
         let queued = notified.then(|| {
-            let item = compose(ctx, task, outcome, &previous, now);
+            let item = new_item(ctx, task, outcome, &previous, now);
             match pass.outbox().enqueue(item.clone()) {
                 Ok(claimed) => Queued::Claimed(claimed),
                 Err(error) => Queued::Unsaved(item, error),
@@ -114,7 +114,7 @@ enum Queued {
 }
 
 /// Renders the notification and wraps it in a new outbox item.
-fn compose(
+fn new_item(
     ctx: &Context,
     task: &TaskSettings,
     outcome: &RunOutcome,

@@ -564,3 +564,30 @@ fn plugins_lists_the_built_in_plugins() {
         .iter()
         .any(|t| t["name"] == "file"));
 }
+
+#[test]
+fn binary_garbage_output_passes_through_and_the_email_stays_readable_text() {
+    let env = TestEnv::new();
+    // 1 MiB of random bytes (NULs, escapes, invalid UTF-8), then a readable last line.
+    let script = "head -c 1048576 /dev/urandom; printf '\\nlast words\\n'; exit 3";
+    let run = env
+        .cmd(&["run", "--task", "noise", "--", "sh", "-c", script])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(3));
+    assert_eq!(
+        run.stdout.len(),
+        1_048_576 + "\nlast words\n".len(),
+        "every byte passes through"
+    );
+    // Eml::read reads the file as UTF-8 and parses it as a message; both must succeed.
+    let mail = env.mails().pop().unwrap();
+    assert!(mail.body.trim_end().ends_with("last words"), "tail kept");
+    assert!(
+        !mail
+            .body
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r'),
+        "no control characters reach the email"
+    );
+}

@@ -333,6 +333,32 @@ fn run_notifies_through_an_api_account() {
 }
 
 #[test]
+fn run_notifies_through_every_api_provider() {
+    let server = Emulator::start();
+    let env = TestEnv::new();
+    env.config(&config(&server.url, ""));
+    for (n, account) in ACCOUNTS.into_iter().enumerate() {
+        let task = format!("backup-{account}");
+        let run = run(
+            &env,
+            &["run", "--task", &task, "--account", account, "--", "false"],
+            API_KEY,
+        );
+        run.expect_code(1);
+        let requests = server.accepted();
+        assert_eq!(requests.len(), n + 1, "{account}: {}", output(&run));
+        let last = requests.last().unwrap();
+        assert_eq!(last["provider"], account);
+        assert_eq!(recipients(last), ["ops@example.org"], "{account}");
+        assert!(
+            run.stderr.contains(&format!("via account '{account}'")),
+            "{account}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
 fn a_hanging_api_gives_up_after_send_timeout() {
     let server = Emulator::start();
     server.script(r#"[{"hang": 20}]"#);

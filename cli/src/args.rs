@@ -172,7 +172,11 @@ pub enum OutboxAction {
     /// Put a failed notification back in the queue.
     Retry {
         /// The item's id (see `postflight outbox list`).
-        id: String,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every failed notification (after fixing what failed them all, e.g. a password).
+        #[arg(long)]
+        all: bool,
     },
     /// Discard a queued or failed notification.
     Drop {

@@ -23,7 +23,20 @@ use crate::args::{Cli, Command};
 fn main() {
     // Must happen while the process is single-threaded (see clock.rs).
     clock::init_local_offset();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version are not errors; a wrong command line is a usage error (64),
+        // not clap's default 2, so scripts see the sysexits code the contract promises.
+        Err(error) => {
+            let code = if error.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = error.print();
+            std::process::exit(code);
+        }
+    };
     let code = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -81,6 +81,9 @@ pub async fn run(request: RunRequest) -> RunOutcome {
         timed_out_after: None,
     };
 
+    // Catch termination signals before the task exists: a signal that arrives between the
+    // spawn and the handlers would otherwise kill postflight and lose the notification.
+    let mut signals = ForwardedSignals::new();
     let mut cmd = Command::new(&request.argv[0]);
     cmd.args(&request.argv[1..])
         .stdin(Stdio::inherit())
@@ -130,7 +133,6 @@ pub async fn run(request: RunRequest) -> RunOutcome {
 
     let wait = tokio::task::spawn_blocking(move || child.wait());
     tokio::pin!(wait);
-    let mut signals = ForwardedSignals::new();
     let deadline = request.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut timed_out = false;
     let status = loop {

@@ -25,7 +25,8 @@ pub async fn run(ctx: &Context, action: OutboxAction) -> Result<i32, Failure> {
     match action {
         OutboxAction::List(args) => list(ctx, args.json),
         OutboxAction::Flush { due } => flush(ctx, due).await,
-        OutboxAction::Retry { id } => retry(ctx, &id),
+        OutboxAction::Retry { id: Some(id), .. } => retry(ctx, &id),
+        OutboxAction::Retry { id: None, .. } => retry_all_failed(ctx),
         OutboxAction::Drop { id } => drop_item(ctx, &id),
     }
 }
@@ -351,6 +352,42 @@ fn retry(ctx: &Context, id: &str) -> Result<i32, Failure> {
         ),
     });
     Ok(exit::OK)
+}
+
+/// `outbox retry --all`: every failed item back in the queue, due now.
+fn retry_all_failed(ctx: &Context) -> Result<i32, Failure> {
+    let outbox = postflight_core::outbox::Outbox::new(&ctx.state_dir);
+    let listing = outbox.list().map_err(|e| {
+        Failure::new(
+            exit::CANTCREAT,
+            format!("cannot read {}: {e}", outbox.failed_dir().display()),
+        )
+    })?;
+    let failed: Vec<String> = listing
+        .items
+        .iter()
+        .filter(|listed| listed.place == Place::Failed)
+        .map(|listed| listed.item.id.clone())
+        .collect();
+    let mut requeued = 0;
+    let mut first_error = None;
+    for id in &failed {
+        match outbox.retry(id, clock::now_unix()) {
+            Ok(_) => requeued += 1,
+            Err(e) => {
+                ctx.out
+                    .error(format!("cannot put {id} back in the queue: {e}"));
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    ctx.out.info(format!(
+        "{requeued} failed notification(s) back in the queue and due now; `postflight outbox flush` sends them at once"
+    ));
+    match first_error {
+        Some(e) => Err(outbox_failure(e)),
+        None => Ok(exit::OK),
+    }
 }
 
 fn drop_item(ctx: &Context, id: &str) -> Result<i32, Failure> {

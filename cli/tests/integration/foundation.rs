@@ -591,3 +591,20 @@ fn binary_garbage_output_passes_through_and_the_email_stays_readable_text() {
         "no control characters reach the email"
     );
 }
+
+#[test]
+fn a_wrong_command_line_is_a_usage_error_and_help_is_not() {
+    let env = TestEnv::new();
+    for args in [
+        &["run", "false"][..],
+        &["report", "--task", "x"],
+        &["frobnicate"],
+        &["run", "--level", "sometimes", "--", "true"],
+    ] {
+        let run = env.run(args);
+        run.expect_code(64);
+        assert!(run.stderr.contains("--help"), "{args:?}: {}", run.stderr);
+    }
+    env.run(&["--help"]).expect_code(0);
+    env.run(&["--version"]).expect_code(0);
+}

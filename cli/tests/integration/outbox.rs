@@ -642,3 +642,33 @@ fn a_flush_reuses_one_smtp_connection_for_all_items() {
             .any(|r| r["data"].as_str().unwrap().contains(&id)));
     }
 }
+
+#[test]
+fn retry_all_requeues_every_failed_notification_once_the_cause_is_fixed() {
+    let env = TestEnv::new();
+    // Every notification fails for the same reason (a broken account)...
+    env.config("[defaults]\naccount = \"main\"\nto = \"ops@example.com\"\n\n[accounts.main]\ntransport = \"file\"\n");
+    for task in ["a", "b", "c"] {
+        env.run(&["run", "--task", task, "--", "false"])
+            .expect_code(1);
+    }
+    assert_eq!(items_with_status(&env, "failed").len(), 3);
+    env.run(&["outbox", "retry"]).expect_code(64); // an id or --all is required
+
+    // ...so once it is fixed, one command puts them all back.
+    let mail_dir = env.path().join("mail");
+    env.config(&file_config(&mail_dir, ""));
+    let retry = env.run(&["outbox", "retry", "--all"]);
+    retry.expect_code(0);
+    assert!(
+        retry
+            .stderr
+            .contains("3 failed notification(s) back in the queue"),
+        "{}",
+        retry.stderr
+    );
+    env.run(&["outbox", "flush"]).expect_code(0);
+    assert_eq!(delivered_ids(&mail_dir).len(), 3);
+    assert!(items_with_status(&env, "failed").is_empty());
+    assert!(items_with_status(&env, "queued").is_empty());
+}

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Map, Value};
 
-use crate::plugin::manifest::{SettingType, TransportSpec};
+use crate::plugin::manifest::{SettingSpec, SettingType, TransportSpec};
 
 /// The suffixes that turn a secret setting into a reference.
 pub const SECRET_SUFFIXES: [&str; 3] = ["_env", "_file", "_command"];
@@ -91,7 +91,7 @@ pub fn validate(settings: &BTreeMap<String, Value>, spec: &TransportSpec) -> Vec
     for (key, value) in settings {
         if let Some(setting) = spec.setting(key) {
             given.insert(setting.name.clone());
-            if let Err(message) = coerce(value, setting.kind) {
+            if let Err(message) = coerce_setting(value, setting) {
                 problems.push(SettingProblem {
                     key: key.clone(),
                     message,
@@ -163,6 +163,20 @@ fn split_reference<'a>(key: &'a str, spec: &TransportSpec) -> Option<(&'a str, &
     })
 }
 
+/// [`coerce`], with a message that never quotes the value of a secret setting.
+fn coerce_setting(value: &Value, setting: &SettingSpec) -> Result<Value, String> {
+    coerce(value, setting.kind).map_err(|message| {
+        if setting.secret {
+            format!(
+                "expected {} (the value is not shown: it is a secret)",
+                setting.kind.as_str()
+            )
+        } else {
+            message
+        }
+    })
+}
+
 /// Converts a value to the declared type, accepting the string forms environment variables
 /// produce (`"587"` for an integer, `"true"` for a boolean) and numbers where text is wanted.
 fn coerce(value: &Value, kind: SettingType) -> Result<Value, String> {
@@ -223,7 +237,7 @@ pub fn resolve(
     let mut resolved = ResolvedSettings::default();
     for (key, value) in settings {
         if let Some(setting) = spec.setting(key) {
-            let coerced = coerce(value, setting.kind).map_err(|message| SecretError {
+            let coerced = coerce_setting(value, setting).map_err(|message| SecretError {
                 key: key.clone(),
                 message,
             })?;
@@ -389,6 +403,21 @@ mod tests {
             text.iter().any(|t| t.starts_with("`host`: required")),
             "{text:?}"
         );
+    }
+
+    #[test]
+    fn a_secret_of_the_wrong_type_is_reported_without_its_value() {
+        let problems = validate(
+            &map(json!({"host": "h", "password": ["hunter22"]})),
+            &spec(),
+        );
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("`password`: expected string")),
+            "{text:?}"
+        );
+        assert!(!text.iter().any(|t| t.contains("hunter22")), "{text:?}");
     }
 
     #[test]

@@ -335,3 +335,81 @@ command = "'{}' -t -i"
     assert_eq!(mail.header("To"), Some("ops@example.com"));
     assert!(mail.body.contains("This is a test email"));
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn no_secret_reaches_any_output_outbox_file_or_history() {
+    let env = TestEnv::new();
+    let cert = Cert::new(env.path());
+    let mut args = cert.args("starttls");
+    args.extend([
+        "--auth-user",
+        "backups@example.com",
+        "--auth-password",
+        "the right one",
+    ]);
+    let server = SmtpServer::start(&args);
+    env.config(&format!(
+        "{}username = \"backups@example.com\"\npassword_command = \"printf '%s' \\\"$MAIL_PASSWORD\\\"\"\nca_file = \"{}\"\n",
+        config(server.port, "starttls", ""),
+        cert.cert.display()
+    ));
+    let secret_env = |args: &[&str]| {
+        Run::from(
+            env.cmd(args)
+                .env("MAIL_PASSWORD", PASSWORD)
+                .output()
+                .unwrap(),
+        )
+    };
+    // A refused login from run (-v: every step explained), then the outbox commands.
+    let mut outputs = vec![secret_env(&[
+        "-v", "run", "--task", "nightly", "--", "false",
+    ])];
+    outputs.push(secret_env(&["outbox", "list", "--json"]));
+    outputs.push(secret_env(&["-v", "outbox", "flush"]));
+    outputs.push(secret_env(&["check"]));
+    outputs.push(secret_env(&["test", "--to", "ops@example.com"]));
+    assert!(
+        outputs[0].stderr.contains("535"),
+        "the login was refused: {}",
+        outputs[0].stderr
+    );
+    let base64_plain = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("\0backups@example.com\0{PASSWORD}"))
+    };
+    for run in &outputs {
+        let text = output(run);
+        assert!(
+            !text.contains(PASSWORD) && !text.contains(&base64_plain),
+            "{text}"
+        );
+    }
+    let files = files_under(&env.state_dir());
+    assert!(!files.is_empty());
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(PASSWORD),
+            "{} holds the password",
+            file.display()
+        );
+    }
+    assert!(server.received().is_empty());
+}

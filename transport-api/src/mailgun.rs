@@ -72,6 +72,7 @@ pub fn spec() -> TransportSpec {
                 SettingType::String,
                 "API root, overriding `region` (a proxy or a test server)",
             ),
+            crate::settings::allow_insecure_http_spec(),
         ],
     }
 }

@@ -66,6 +66,7 @@ pub fn spec() -> TransportSpec {
                 "API root (a proxy or a test server)",
             )
             .default_value(DEFAULT_BASE_URL),
+            crate::settings::allow_insecure_http_spec(),
         ],
     }
 }

@@ -60,6 +60,7 @@ pub fn spec() -> TransportSpec {
                 "API root: https://api.eu.sendgrid.com for EU regional subusers, or a test server",
             )
             .default_value(DEFAULT_BASE_URL),
+            crate::settings::allow_insecure_http_spec(),
         ],
     }
 }

@@ -122,6 +122,7 @@ pub fn spec() -> TransportSpec {
                 SettingType::String,
                 "API root instead of https://email.<region>.amazonaws.com (a VPC endpoint, a test server)",
             ),
+            crate::settings::allow_insecure_http_spec(),
         ],
     }
 }

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use postflight_core::plugin::{SettingSpec, SettingType};
 use postflight_core::secret::Secret;
 use postflight_core::{DeliveryError, ErrorKind};
 use reqwest::Url;
@@ -21,6 +22,19 @@ pub fn config_error(
         format!("transport '{transport}': {message}"),
     )
     .with_hint(hint)
+}
+
+/// The setting that permits a plain-http `base_url` to another machine.
+pub const ALLOW_INSECURE_HTTP: &str = "allow_insecure_http";
+
+/// The schema entry of [`ALLOW_INSECURE_HTTP`], shared by every API transport.
+pub fn allow_insecure_http_spec() -> SettingSpec {
+    SettingSpec::new(
+        ALLOW_INSECURE_HTTP,
+        SettingType::Boolean,
+        "allow a plain-http base_url to another machine (the API key travels unencrypted)",
+    )
+    .default_value(false)
 }
 
 /// Typed access to the settings map the host passes to `open`.
@@ -112,10 +126,38 @@ impl<'a> Settings<'a> {
     }
 
     /// The `base_url` setting parsed, or `default` when unset.
+    ///
+    /// Plain http is refused unless the server is this machine or the account says
+    /// `allow_insecure_http = true`: the API key would cross the network in clear text (as
+    /// the smtp transport refuses AUTH over plaintext unless `allow_insecure_auth`).
     pub fn base_url(&self, default: &str) -> Result<BaseUrl, DeliveryError> {
-        match self.string("base_url")? {
-            Some(raw) => BaseUrl::parse(self.transport, &raw),
-            None => BaseUrl::parse(self.transport, default),
+        let base = match self.string("base_url")? {
+            Some(raw) => BaseUrl::parse(self.transport, &raw)?,
+            None => BaseUrl::parse(self.transport, default)?,
+        };
+        if base.plaintext_warning(self.transport).is_some() && !self.boolean(ALLOW_INSECURE_HTTP)? {
+            return Err(config_error(
+                self.transport,
+                format!(
+                    "`base_url` uses plain http to {}, so the API key would travel unencrypted",
+                    base.host()
+                ),
+                format!("use https, or set `{ALLOW_INSECURE_HTTP} = true` if the network path is trusted"),
+            ));
+        }
+        Ok(base)
+    }
+
+    /// An optional boolean setting (false when unset).
+    pub fn boolean(&self, key: &str) -> Result<bool, DeliveryError> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(config_error(
+                self.transport,
+                format!("`{key}` must be true or false, not {}", json_type(other)),
+                format!("write `{key} = true` or `{key} = false` in the account"),
+            )),
         }
     }
 }

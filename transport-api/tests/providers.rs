@@ -428,8 +428,15 @@ mod cases {
         assert!(e.permanent);
     }
 
-    pub fn plain_http_elsewhere_warns(p: &Provider) {
-        let settings = (p.settings)("http://api.example.com");
+    pub fn plain_http_elsewhere_is_refused_unless_allowed(p: &Provider) {
+        let mut settings = (p.settings)("http://api.example.com");
+        let error = open(p.transport, &settings, 1000).err().unwrap();
+        assert_eq!(error.kind, ErrorKind::Config, "{error:?}");
+        assert!(error.permanent);
+        assert!(error.message.contains("unencrypted"), "{}", error.message);
+        assert!(error.hint.unwrap().contains("allow_insecure_http"));
+
+        settings["allow_insecure_http"] = json!(true);
         let (_, warnings) = open(p.transport, &settings, 1000).unwrap();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("unencrypted"));
@@ -486,8 +493,8 @@ macro_rules! provider_tests {
                 cases::missing_key_is_a_config_error_at_open(&$provider);
             }
             #[test]
-            fn plain_http_elsewhere_warns() {
-                cases::plain_http_elsewhere_warns(&$provider);
+            fn plain_http_elsewhere_is_refused_unless_allowed() {
+                cases::plain_http_elsewhere_is_refused_unless_allowed(&$provider);
             }
         }
     };
@@ -519,13 +526,33 @@ fn manifest_lists_the_five_transports_and_their_settings() {
             .map(|s| s.name.clone())
             .collect::<Vec<_>>()
     };
-    assert_eq!(names("sendgrid"), ["api_key", "base_url"]);
+    assert_eq!(
+        names("sendgrid"),
+        ["api_key", "base_url", "allow_insecure_http"]
+    );
     assert_eq!(
         names("mailgun"),
-        ["api_key", "domain", "region", "base_url"]
+        [
+            "api_key",
+            "domain",
+            "region",
+            "base_url",
+            "allow_insecure_http"
+        ]
     );
-    assert_eq!(names("postmark"), ["api_key", "message_stream", "base_url"]);
-    assert_eq!(names("resend"), ["api_key", "base_url"]);
+    assert_eq!(
+        names("postmark"),
+        [
+            "api_key",
+            "message_stream",
+            "base_url",
+            "allow_insecure_http"
+        ]
+    );
+    assert_eq!(
+        names("resend"),
+        ["api_key", "base_url", "allow_insecure_http"]
+    );
     assert_eq!(
         names("ses"),
         [
@@ -533,7 +560,8 @@ fn manifest_lists_the_five_transports_and_their_settings() {
             "access_key_id",
             "secret_access_key",
             "session_token",
-            "base_url"
+            "base_url",
+            "allow_insecure_http"
         ]
     );
     assert!(spec("mailgun").setting("domain").unwrap().required);

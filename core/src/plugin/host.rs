@@ -799,10 +799,51 @@ impl Session {
     }
 }
 
-impl Drop for Session {
-    fn drop(&mut self) {
+/// How long dropping a [`Session`] waits for the plugin's `close` before leaving it to its
+/// thread (a plugin that hangs in `close` must not keep postflight from exiting).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A handle on its way to `close` on another thread.
+struct Closing {
+    handle: *mut c_void,
+    table: PluginTable,
+}
+
+// SAFETY: as for Session: the handle may be used from any thread, one at a time, and the
+// Session that owned it is gone.
+unsafe impl Send for Closing {}
+
+impl Closing {
+    fn close(self) {
         // SAFETY: the handle came from this plugin's open and is closed exactly once.
         unsafe { (self.table.0.close)(self.handle) };
+    }
+}
+
+impl Drop for Session {
+    /// Closes the handle on a thread of its own, waiting at most [`CLOSE_TIMEOUT`], so a
+    /// plugin's `close` neither runs on an async worker nor blocks without bound.
+    fn drop(&mut self) {
+        let closing = Closing {
+            handle: self.handle,
+            table: self.table,
+        };
+        let (done, finished) = std::sync::mpsc::channel();
+        let job = move || {
+            closing.close();
+            let _ = done.send(());
+        };
+        match std::thread::Builder::new()
+            .name("postflight-plugin-close".into())
+            .spawn(job)
+        {
+            Ok(_) => {
+                let _ = finished.recv_timeout(CLOSE_TIMEOUT);
+            }
+            // No thread to be had (the system is out of them): the handle is left open and
+            // the operating system closes its sockets when postflight exits, moments later.
+            Err(_) => {}
+        }
     }
 }
 

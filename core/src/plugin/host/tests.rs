@@ -322,6 +322,59 @@ async fn a_hanging_send_or_open_is_abandoned_after_the_timeout() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+struct SlowToClose;
+struct SlowToCloseConnection;
+
+/// Where the last `close` ran, and whether it finished.
+static CLOSED_ON: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+impl Connection for SlowToCloseConnection {
+    fn send(&mut self, email: &Email) -> Result<Receipt, DeliveryError> {
+        Ok(Receipt {
+            message_id: email.message_id.clone(),
+            ..Receipt::default()
+        })
+    }
+}
+
+impl Drop for SlowToCloseConnection {
+    fn drop(&mut self) {
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_string();
+        *CLOSED_ON.lock().unwrap() = Some(thread);
+        std::thread::sleep(Duration::from_secs(120));
+    }
+}
+
+impl Plugin for SlowToClose {
+    fn manifest() -> Manifest {
+        manifest("slow-close", &["slow-close"])
+    }
+    fn open(_: OpenRequest) -> Result<Opened, DeliveryError> {
+        Ok(Opened::new(SlowToCloseConnection))
+    }
+}
+
+#[test]
+fn close_runs_off_the_callers_thread_and_a_hanging_close_is_abandoned() {
+    let plugin = loaded::<SlowToClose>("/slow-close.so");
+    let (session, _) = plugin.open(&request("slow-close")).unwrap();
+    let started = Instant::now();
+    drop(session);
+    assert!(
+        started.elapsed() < CLOSE_TIMEOUT + Duration::from_secs(5),
+        "dropping waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        CLOSED_ON.lock().unwrap().as_deref(),
+        Some("postflight-plugin-close"),
+        "close ran on its own thread"
+    );
+}
+
 // --- conflicts and `[plugins] prefer` ---------------------------------------------------
 
 fn prefer(entries: &[(&str, &str)]) -> BTreeMap<String, String> {

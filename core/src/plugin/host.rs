@@ -833,16 +833,14 @@ impl Drop for Session {
             closing.close();
             let _ = done.send(());
         };
-        match std::thread::Builder::new()
+        // Without a thread to be had (the system is out of them) the handle is left open, and
+        // the operating system closes its sockets when postflight exits, moments later.
+        if std::thread::Builder::new()
             .name("postflight-plugin-close".into())
             .spawn(job)
+            .is_ok()
         {
-            Ok(_) => {
-                let _ = finished.recv_timeout(CLOSE_TIMEOUT);
-            }
-            // No thread to be had (the system is out of them): the handle is left open and
-            // the operating system closes its sockets when postflight exits, moments later.
-            Err(_) => {}
+            let _ = finished.recv_timeout(CLOSE_TIMEOUT);
         }
     }
 }

@@ -13,6 +13,7 @@ use lettre::Address;
 use postflight_core::{DeliveryError, ErrorKind};
 
 use super::config::{Security, SmtpConfig};
+use super::starttls::PlainFailure;
 use super::trust::{self, CertProblem};
 
 /// The step of an SMTP attempt that failed.
@@ -190,6 +191,64 @@ pub fn starttls_missing(config: &SmtpConfig) -> DeliveryError {
     ))
 }
 
+/// The server sent more after its `220` reply to STARTTLS, before the TLS handshake
+/// (RFC 3207 section 6 forbids it): those bytes would be taken for replies that came over
+/// TLS, which is how an attacker on the path injects a fake "accepted".
+pub fn starttls_injection(config: &SmtpConfig, extra: &[u8]) -> DeliveryError {
+    DeliveryError::transient(
+        ErrorKind::Tls,
+        format!(
+            "{} sent {} unexpected byte(s) right after agreeing to STARTTLS, before the TLS handshake; postflight stopped there and nothing was sent",
+            config.target(),
+            extra.len()
+        ),
+    )
+    .with_hint(
+        "nothing may follow the server's 220 reply to STARTTLS until TLS is established (RFC 3207): either the server is broken, or something on the network path is injecting commands into the connection. The notification stays queued and is retried; if it keeps happening, try from another network or ask the server's administrator. Implicit TLS (security = \"tls\", usually port 465) has no plaintext step to tamper with",
+    )
+    .with_details(format!(
+        "the data received before the handshake: \"{}\"",
+        super::starttls::quote(extra)
+    ))
+}
+
+/// A reply read before TLS (greeting, EHLO, STARTTLS) that refuses.
+pub fn reply(config: &SmtpConfig, stage: Stage, reply: &Reply) -> DeliveryError {
+    reply_error(config, stage, reply)
+}
+
+/// The plaintext exchange before STARTTLS failed without a reply.
+pub fn plain(config: &SmtpConfig, stage: Stage, failure: &PlainFailure) -> DeliveryError {
+    let target = config.target();
+    match failure {
+        PlainFailure::Closed => {
+            let hint = if stage == Stage::Greeting {
+                format!(
+                    "the server hung up before talking SMTP; {}",
+                    mode_hint(config)
+                )
+            } else {
+                "the notification stays queued and is retried".to_string()
+            };
+            DeliveryError::transient(
+                ErrorKind::Protocol,
+                format!("{target} closed the connection during {stage}"),
+            )
+            .with_hint(hint)
+        }
+        PlainFailure::NotSmtp(detail) => DeliveryError::transient(
+            ErrorKind::Protocol,
+            format!("{target} sent a reply that is not SMTP during {stage} ({detail})"),
+        )
+        .with_hint(format!("is this an SMTP server? {}", mode_hint(config))),
+        PlainFailure::Broken(error) => DeliveryError::transient(
+            ErrorKind::Connect,
+            format!("the connection to {target} broke during {stage} ({error})"),
+        )
+        .with_hint("the notification stays queued and is retried"),
+    }
+}
+
 /// A certificate was not trusted; `details` describes it and gives the pinning line.
 pub fn certificate(config: &SmtpConfig, problem: &CertProblem) -> DeliveryError {
     let mut error = DeliveryError::transient(
@@ -202,6 +261,10 @@ pub fn certificate(config: &SmtpConfig, problem: &CertProblem) -> DeliveryError 
     );
     error = if problem.pin_mismatch {
         error.with_hint("the server now presents a different certificate than the one pinned by tls_fingerprint. If the server's certificate was renewed on purpose, replace tls_fingerprint with the line below; if not, someone may be intercepting the connection")
+    } else if let Some(hint) = &problem.hint {
+        error.with_hint(hint.clone())
+    } else if config.trust.has_ca_file() {
+        error.with_hint("ca_file is set, but it holds neither this certificate nor the authority that issued it: point ca_file at exactly the certificate described below (or at its issuing CA), or pin exactly this certificate with the tls_fingerprint line below")
     } else {
         error.with_hint("if this is your own server's certificate (self-signed or from a private CA), trust it with `ca_file = \"/path/to/its-certificate.pem\"` or pin exactly this certificate with the tls_fingerprint line below; `accept_invalid_certs = true` would also get through but disables the check entirely")
     };
@@ -222,6 +285,10 @@ pub fn tls_handshake(config: &SmtpConfig, error: &(dyn StdError + 'static)) -> D
         Some(rustls::Error::InvalidMessage(_)) if config.security == Security::Tls => (
             "the server did not answer with TLS".to_string(),
             format!("it probably speaks plain SMTP on this port: use security = \"starttls\" (usually port 587); {}", current_mode(config)),
+        ),
+        Some(rustls::Error::InvalidMessage(_)) if config.security == Security::StartTls => (
+            "the server did not start TLS after agreeing to STARTTLS".to_string(),
+            "something other than TLS arrived after the server's 220 reply: the server is broken or something on the network path interferes with the connection; the notification stays queued and is retried".to_string(),
         ),
         Some(rustls::Error::AlertReceived(alert)) => (
             format!("the server ended the TLS handshake ({alert:?})"),
@@ -321,6 +388,40 @@ pub fn recipients_rejected(config: &SmtpConfig, rejected: &[(Address, Reply)]) -
     DeliveryError::new(ErrorKind::RecipientRejected, permanent, message)
         .with_reply(replies.join("\n"))
         .with_hint(hint)
+}
+
+/// Some recipients were refused only for now (4xx: greylisting, a full mailbox, a busy
+/// server). Nothing was sent, so that no recipient silently misses the message: the whole
+/// message is retried later. `refused` are the recipients refused for good in the same
+/// attempt, named for completeness.
+pub fn recipients_deferred(
+    config: &SmtpConfig,
+    deferred: &[(Address, Reply)],
+    refused: &[(Address, Reply)],
+) -> DeliveryError {
+    let names = |list: &[(Address, Reply)]| {
+        list.iter()
+            .map(|(a, _)| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut message = format!(
+        "{} refused {} for now (try again later)",
+        config.target(),
+        names(deferred)
+    );
+    if !refused.is_empty() {
+        message.push_str(&format!(" and {} for good", names(refused)));
+    }
+    message.push_str("; nothing was sent, so that no recipient misses the message");
+    let replies: Vec<String> = deferred
+        .iter()
+        .chain(refused)
+        .map(|(a, r)| format!("<{a}>: {}", r.text))
+        .collect();
+    DeliveryError::transient(ErrorKind::RecipientRejected, message)
+        .with_reply(replies.join("\n"))
+        .with_hint("the server asks to try these recipients again later (greylisting, a full mailbox or a busy server); the notification stays queued and the whole message is retried for every recipient")
 }
 
 /// An error from lettre during `stage` (a reply, or a broken connection).

@@ -4,12 +4,14 @@
 //!
 //! - [`config`]: settings -> validated [`SmtpConfig`](config::SmtpConfig), warnings.
 //! - [`session`]: one SMTP session (connect, TLS, AUTH, transactions).
+//! - [`starttls`]: the plaintext exchange before the STARTTLS handshake.
 //! - [`tls`] and [`trust`]: handshakes, and which certificates are trusted.
 //! - [`diagnose`]: failures -> classified errors with hints.
 
 pub mod config;
 pub mod diagnose;
 pub mod session;
+pub mod starttls;
 pub mod tls;
 pub mod trust;
 

@@ -1,20 +1,19 @@
-//! TLS plumbing: the implicit-TLS handshake on a socket we connected ourselves, the parameters
-//! lettre uses for STARTTLS, and the stream wrapper that hands a TLS stream to lettre.
+//! TLS plumbing: the handshake on a socket we connected ourselves (from the first byte for
+//! implicit TLS, after [`super::starttls::negotiate`] for STARTTLS) and the stream wrappers that
+//! hand the TLS stream to lettre.
 //!
-//! Both handshakes accept whatever certificate the server presents while still verifying the
+//! The handshake accepts whatever certificate the server presents while still verifying the
 //! handshake signatures, so the server has proven it holds that certificate's key. Whether the
 //! certificate is *trusted* is decided right after the handshake by [`super::trust::Trust`],
-//! before postflight sends anything but EHLO: one policy for both modes, and the refused
-//! certificate stays available to describe to the operator.
+//! before a single SMTP byte crosses the encrypted connection: one policy for both modes, and
+//! the refused certificate stays available to describe to the operator.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use lettre::transport::smtp::client::{
-    AsyncTokioStream, CertificateStore, TlsParameters, TlsVersion,
-};
+use lettre::transport::smtp::client::AsyncTokioStream;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -105,22 +104,11 @@ pub fn server_name(host: &str) -> Option<ServerName<'static>> {
     ServerName::try_from(host.to_string()).ok()
 }
 
-/// Performs the implicit-TLS handshake (`security = "tls"`) on a connected socket.
+/// Performs the TLS handshake on a connected socket: at once for implicit TLS
+/// (`security = "tls"`), after the plaintext STARTTLS exchange otherwise.
 pub async fn handshake(tcp: TcpStream, name: ServerName<'static>) -> io::Result<TlsTcpStream> {
     let connector = tokio_rustls::TlsConnector::from(implicit_tls_config());
     connector.connect(name, tcp).await.map(TlsTcpStream)
-}
-
-/// Parameters for lettre's STARTTLS upgrade: any certificate is accepted during the handshake
-/// and judged afterwards, exactly as for implicit TLS.
-pub fn starttls_parameters(host: &str) -> Result<TlsParameters, lettre::transport::smtp::Error> {
-    TlsParameters::builder(host.to_string())
-        // No store is needed (nothing is verified here) and loading one costs time.
-        .certificate_store(CertificateStore::None)
-        .set_min_tls_version(TlsVersion::Tlsv12)
-        .dangerous_accept_invalid_certs(true)
-        .dangerous_accept_invalid_hostnames(true)
-        .build_rustls()
 }
 
 /// A TLS stream over a socket we connected, in the form lettre accepts
@@ -178,5 +166,69 @@ impl AsyncWrite for TlsTcpStream {
 impl AsyncTokioStream for TlsTcpStream {
     fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
         self.0.get_ref().0.peer_addr()
+    }
+}
+
+/// The TLS stream after STARTTLS, for lettre: lettre's client starts by reading a greeting,
+/// but the server's real one came in plaintext before the upgrade, so this yields a synthetic
+/// `220` line first and then passes everything through. lettre answers it with EHLO, which
+/// RFC 3207 requires anew after the handshake.
+#[derive(Debug)]
+pub struct AfterStarttls {
+    greeting_sent: usize,
+    inner: TlsTcpStream,
+}
+
+impl AfterStarttls {
+    /// The greeting lettre reads (never seen by the server).
+    pub const GREETING: &'static [u8] = b"220 TLS established\r\n";
+
+    /// Wraps a stream whose handshake (after STARTTLS) is complete.
+    pub fn new(inner: TlsTcpStream) -> Self {
+        AfterStarttls {
+            greeting_sent: 0,
+            inner,
+        }
+    }
+}
+
+impl AsyncRead for AfterStarttls {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let rest = &Self::GREETING[self.greeting_sent..];
+        if !rest.is_empty() {
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            self.greeting_sent += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for AfterStarttls {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl AsyncTokioStream for AfterStarttls {
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.inner.peer_addr()
     }
 }

@@ -4,8 +4,8 @@
 //! the certificate it presented; this module then decides whether that certificate is trusted:
 //! verified against the system's store plus the bundled web roots plus `ca_file`, pinned by
 //! `tls_fingerprint`, or not checked at all (`accept_invalid_certs`). Deciding after the
-//! handshake, in one place, lets STARTTLS (whose handshake lettre performs) and implicit TLS
-//! share the policy, and keeps the presented certificate at hand to describe it when refused.
+//! handshake, in one place, lets STARTTLS and implicit TLS share the policy, and keeps the
+//! presented certificate at hand to describe it when refused.
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -16,6 +16,7 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, RootCertStore};
 use sha2::{Digest, Sha256};
 use x509_parser::extensions::GeneralName;
@@ -107,6 +108,8 @@ pub struct CertProblem {
     pub pin_mismatch: bool,
     /// The server's own (leaf) certificate, when it presented one.
     pub certificate: Option<CertificateDer<'static>>,
+    /// Advice specific to this refusal, replacing the general one.
+    pub hint: Option<String>,
 }
 
 impl Trust {
@@ -125,12 +128,14 @@ impl Trust {
                 reason: "is missing: the server presented no certificate".into(),
                 pin_mismatch: false,
                 certificate: None,
+                hint: None,
             });
         };
         let refuse = |reason: String, pin_mismatch: bool| CertProblem {
             reason,
             pin_mismatch,
             certificate: Some(leaf.clone().into_owned()),
+            hint: None,
         };
         match self {
             Trust::AcceptAny => Ok(()),
@@ -153,12 +158,66 @@ impl Trust {
                     )
                 })?;
                 let verifier = verifier.get_or_init(|| build_verifier(extra));
-                verifier
-                    .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())
-                    .map(|_| ())
-                    .map_err(|e| refuse(explain(&e, host), false))
+                let now = UnixTime::now();
+                let Err(error) = verifier.verify_server_cert(leaf, intermediates, &name, &[], now)
+                else {
+                    return Ok(());
+                };
+                // The server presents exactly a certificate from `ca_file`: the operator
+                // vouched for these bytes, so what a chain check would add (the issuer, and
+                // that a CA certificate is not used as a server's, which a typical
+                // `openssl req -x509` certificate is: CA:TRUE) is moot. Its dates and names
+                // still count.
+                if extra.iter().any(|cert| cert.as_ref() == leaf.as_ref()) {
+                    return check_exact(leaf, &name, now).map_err(|e| CertProblem {
+                        hint: Some(exact_hint(&e, host)),
+                        ..refuse(explain(&e, host), false)
+                    });
+                }
+                Err(refuse(explain(&error, host), false))
             }
         }
+    }
+
+    /// Whether certificates from `ca_file` are trusted (in addition to the system's).
+    pub fn has_ca_file(&self) -> bool {
+        matches!(self, Trust::Verify { extra, .. } if !extra.is_empty())
+    }
+}
+
+/// The checks that remain for a server certificate found verbatim in `ca_file`: its
+/// validity dates, its purpose (when it restricts it) and the name the account connects to.
+fn check_exact(
+    leaf: &CertificateDer<'_>,
+    name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let validity = cert.validity();
+    if now_secs < validity.not_before.timestamp() {
+        return Err(CertificateError::NotValidYet.into());
+    }
+    if now_secs > validity.not_after.timestamp() {
+        return Err(CertificateError::Expired.into());
+    }
+    if let Ok(Some(eku)) = cert.extended_key_usage() {
+        if !eku.value.any && !eku.value.server_auth {
+            return Err(CertificateError::InvalidPurpose.into());
+        }
+    }
+    let parsed = ParsedCertificate::try_from(leaf)?;
+    rustls::client::verify_server_name(&parsed, name)
+}
+
+/// What to do when the very certificate in `ca_file` fails the remaining checks.
+fn exact_hint(error: &rustls::Error, host: &str) -> String {
+    match error {
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => format!("ca_file holds exactly this certificate, but it does not name '{host}': set `host` to one of the names listed below, or reissue the certificate with '{host}' as a subject alternative name (or pin it with the tls_fingerprint line below, which ignores names)"),
+        _ => "ca_file holds exactly this certificate, but the certificate itself is not usable (see above): reissue the server's certificate and update ca_file, or pin it with the tls_fingerprint line below, which ignores dates and names".to_string(),
     }
 }
 
@@ -196,6 +255,9 @@ fn explain(error: &rustls::Error, host: &str) -> String {
         CertificateError::BadEncoding => "could not be parsed".into(),
         CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
             "is not meant for a server (its extended key usage forbids it)".into()
+        }
+        CertificateError::Other(other) if matches!(other.0.downcast_ref::<webpki::Error>(), Some(webpki::Error::CaUsedAsEndEntity)) => {
+            "is marked as a certificate authority (basic constraints CA:TRUE, as `openssl req -x509` makes by default), and an authority's certificate is not accepted as a server's own unless ca_file holds exactly this certificate".into()
         }
         other => format!("was refused ({other:?})"),
     }
@@ -347,6 +409,74 @@ mod tests {
 
         Trust::AcceptAny.check(&chain, "other.test").unwrap();
         assert!(Trust::AcceptAny.check(&[], "x").is_err());
+    }
+
+    /// What `openssl req -x509` makes with OpenSSL 3: a self-signed certificate marked CA:TRUE.
+    fn self_signed_ca(names: &[&str], dates: Option<(i32, i32)>) -> CertificateDer<'static> {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        if let Some((from, to)) = dates {
+            params.not_before = rcgen::date_time_ymd(from, 1, 1);
+            params.not_after = rcgen::date_time_ymd(to, 1, 1);
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn a_ca_flagged_self_signed_certificate_in_ca_file_is_trusted() {
+        let der = self_signed_ca(&["127.0.0.1", "mail.test"], None);
+        let chain = [der.clone()];
+
+        // Not in ca_file: refused, in plain words (not `Other(OtherError(...))`).
+        let problem = Trust::verify(Vec::new())
+            .check(&chain, "mail.test")
+            .unwrap_err();
+        assert!(
+            problem.reason.contains("certificate authority")
+                && problem.reason.contains("CA:TRUE")
+                && !problem.reason.contains("OtherError"),
+            "{}",
+            problem.reason
+        );
+        let other = self_signed();
+        let problem = Trust::verify(vec![other.cert.der().clone()])
+            .check(&chain, "mail.test")
+            .unwrap_err();
+        assert!(problem.reason.contains("CA:TRUE"), "{}", problem.reason);
+
+        // Exactly this certificate in ca_file: trusted for the names it lists.
+        let trust = Trust::verify(vec![other.cert.der().clone(), der.clone()]);
+        trust.check(&chain, "127.0.0.1").unwrap();
+        trust.check(&chain, "mail.test").unwrap();
+        let problem = trust.check(&chain, "other.test").unwrap_err();
+        assert!(problem.reason.contains("other.test"), "{}", problem.reason);
+        assert!(
+            problem.hint.as_deref().unwrap().contains("does not name"),
+            "{problem:?}"
+        );
+    }
+
+    #[test]
+    fn a_certificate_in_ca_file_still_needs_valid_dates() {
+        let expired = self_signed_ca(&["mail.test"], Some((2000, 2001)));
+        let problem = Trust::verify(vec![expired.clone()])
+            .check(&[expired], "mail.test")
+            .unwrap_err();
+        assert!(problem.reason.contains("expired"), "{}", problem.reason);
+        assert!(problem.hint.is_some());
+
+        let future = self_signed_ca(&["mail.test"], Some((2999, 3000)));
+        let problem = Trust::verify(vec![future.clone()])
+            .check(&[future], "mail.test")
+            .unwrap_err();
+        assert!(
+            problem.reason.contains("not valid yet"),
+            "{}",
+            problem.reason
+        );
     }
 
     #[test]

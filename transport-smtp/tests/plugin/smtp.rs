@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use postflight_core::{DeliveryError, Email, ErrorKind};
 use serde_json::{json, Value};
 
-use crate::support::{email, headers, open_smtp, open_with_timeout, Cert, Server};
+use crate::support::{email, headers, open_smtp, open_with_timeout, Cert, InjectingServer, Server};
 
 const USER: &str = "alice@example.com";
 const PASSWORD: &str = "correct horse battery";
@@ -158,6 +158,95 @@ fn self_signed_certificate_is_accepted_with_ca_file() {
         .send(&email(&["ops@example.com"], "s", "b"))
         .unwrap();
     assert_eq!(server.only_message()["tls"], true);
+}
+
+#[test]
+fn a_ca_flagged_self_signed_certificate_is_accepted_with_ca_file() {
+    // `openssl req -x509` (OpenSSL 3) marks the certificate CA:TRUE; webpki alone refuses it
+    // as a server's certificate (CaUsedAsEndEntity).
+    let cert = Cert::self_signed_ca();
+    for mode in ["tls", "starttls"] {
+        let server = Server::start(&cert.server_args(mode));
+        let receipt = send_one(
+            server.settings(mode, json!({"ca_file": cert.ca_file()})),
+            &email(&["ops@example.com"], "s", "b"),
+        )
+        .unwrap_or_else(|e| panic!("{mode}: {e:?}"));
+        assert_eq!(receipt.server_id.as_deref(), Some("PF00001"));
+        assert_eq!(server.only_message()["tls"], true);
+    }
+    // Without ca_file it is still refused, and the refusal says why in plain words.
+    let server = Server::start(&cert.server_args("tls"));
+    let err = send_one(
+        server.settings("tls", json!({})),
+        &email(&["ops@example.com"], "s", "b"),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Certificate);
+    assert!(
+        err.message.contains("certificate authority") && !err.message.contains("OtherError"),
+        "{}",
+        err.message
+    );
+    assert!(server.received().is_empty());
+}
+
+#[test]
+fn a_ca_file_without_the_servers_certificate_is_named_in_the_hint() {
+    let cert = Cert::self_signed();
+    let other = Cert::self_signed();
+    let server = Server::start(&cert.server_args("tls"));
+    let err = send_one(
+        server.settings("tls", json!({"ca_file": other.ca_file()})),
+        &email(&["ops@example.com"], "s", "b"),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Certificate);
+    let hint = err.hint.unwrap();
+    assert!(hint.contains("ca_file is set"), "{hint}");
+    assert!(server.received().is_empty());
+}
+
+#[test]
+fn replies_injected_before_the_starttls_handshake_are_refused() {
+    // A man-in-the-middle appends fake replies to the server's 220 for STARTTLS: to EHLO,
+    // AUTH, MAIL, RCPT, DATA and the message. Read after the handshake, they would report a
+    // delivery ("queued as INJECTED") while the real server refuses the login.
+    let cert = Cert::self_signed();
+    let server = InjectingServer::start(
+        &cert,
+        b"250-evil.test\r\n250 AUTH PLAIN\r\n235 2.7.0 Authentication successful\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued as INJECTED\r\n",
+    );
+    let settings = merge(
+        json!({"host": "127.0.0.1", "port": server.port, "security": "starttls", "ca_file": cert.ca_file()}),
+        login(),
+    );
+    let err = send_one(settings, &email(&["ops@example.com"], "s", "b"))
+        .expect_err("injected replies must not count as a delivery");
+    assert_eq!(
+        (err.kind, err.permanent),
+        (ErrorKind::Tls, false),
+        "{err:?}"
+    );
+    assert!(
+        err.message.contains("before the TLS handshake"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.hint.as_deref().unwrap().contains("injecting"),
+        "{err:?}"
+    );
+    assert!(
+        err.details
+            .as_deref()
+            .unwrap()
+            .contains("queued as INJECTED"),
+        "{err:?}"
+    );
+    assert_no_secret(&err);
+    // The client stopped before the handshake: nothing, not even EHLO, went over TLS.
+    assert_eq!(server.commands_over_tls(), Vec::<String>::new());
 }
 
 #[test]
@@ -390,6 +479,65 @@ fn a_deferred_recipient_is_transient() {
     .unwrap_err();
     assert_eq!(err.kind, ErrorKind::RecipientRejected);
     assert!(!err.permanent);
+}
+
+#[test]
+fn a_deferred_recipient_among_others_defers_the_whole_message() {
+    // Greylisting one recipient must not send the message to the others only: the item
+    // would leave the outbox and the deferred recipient would never get it.
+    let server = Server::start(&[
+        "--defer",
+        "bob@example.com",
+        "--reject",
+        "carol@example.com",
+    ]);
+    let (mut session, _) = open_smtp(server.settings("none", json!({})));
+    let err = session
+        .send(&email(
+            &["alice@example.com", "Bob <bob@example.com>"],
+            "s",
+            "b",
+        ))
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.permanent),
+        (ErrorKind::RecipientRejected, false),
+        "{err:?}"
+    );
+    assert!(err.message.contains("bob@example.com"), "{}", err.message);
+    assert!(!err.message.contains("alice"), "{}", err.message);
+    assert!(
+        err.reply
+            .as_deref()
+            .unwrap()
+            .contains("<bob@example.com>: 450 4.2.0"),
+        "{err:?}"
+    );
+    assert!(server.received().is_empty(), "nothing may be sent");
+
+    // One refused for good as well: still nothing sent, and a retry later.
+    let err = session
+        .send(&email(
+            &["alice@example.com", "bob@example.com", "carol@example.com"],
+            "s",
+            "b",
+        ))
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.permanent),
+        (ErrorKind::RecipientRejected, false)
+    );
+    assert!(err.message.contains("carol@example.com"), "{}", err.message);
+    assert!(server.received().is_empty(), "nothing may be sent");
+
+    // The transaction was reset; the same connection delivers the next message.
+    session
+        .send(&email(&["alice@example.com"], "s", "b"))
+        .unwrap();
+    assert_eq!(
+        server.only_message()["rcpt_tos"],
+        json!(["alice@example.com"])
+    );
 }
 
 #[test]

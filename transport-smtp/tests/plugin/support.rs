@@ -2,14 +2,18 @@
 //! test, and self-signed certificates made at test time.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{mpsc, Arc, OnceLock};
+use std::time::Duration;
 
 use postflight_core::plugin::host::{LoadedPlugin, Registry, SearchDir, Session};
 use postflight_core::plugin::OpenRequest;
 use postflight_core::{DeliveryError, Email, EmailParts};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -214,6 +218,22 @@ impl Cert {
             "localhost".to_string(),
         ])
         .expect("generate certificate");
+        Cert::write(generated)
+    }
+
+    /// Makes a fresh self-signed certificate marked as a CA (basic constraints CA:TRUE), as
+    /// `openssl req -x509` does by default with OpenSSL 3.
+    pub fn self_signed_ca() -> Cert {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                .expect("certificate parameters");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let signing_key = rcgen::KeyPair::generate().expect("key pair");
+        let cert = params.self_signed(&signing_key).expect("self-sign");
+        Cert::write(rcgen::CertifiedKey { cert, signing_key })
+    }
+
+    fn write(generated: rcgen::CertifiedKey<rcgen::KeyPair>) -> Cert {
         let dir = tempfile::tempdir().expect("temp dir");
         let cert = dir.path().join("cert.pem");
         let key = dir.path().join("key.pem");
@@ -256,4 +276,102 @@ pub fn headers<'a>(message: &'a Value, name: &str) -> Vec<&'a str> {
         .filter(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
         .map(|h| h[1].as_str().expect("header value"))
         .collect()
+}
+
+/// A STARTTLS server with a man-in-the-middle in front of it: the plaintext part is the
+/// attacker's, who appends `injected` to the server's `220` reply to STARTTLS; after the
+/// handshake the real server answers honestly (and refuses every login with 535).
+pub struct InjectingServer {
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+    over_tls: mpsc::Receiver<Vec<String>>,
+}
+
+impl InjectingServer {
+    /// Serves one connection with `cert`.
+    pub fn start(cert: &Cert, injected: &'static [u8]) -> InjectingServer {
+        let chain = vec![CertificateDer::from_pem_file(&cert.cert).expect("certificate PEM")];
+        let key = PrivateKeyDer::from_pem_file(&cert.key).expect("key PEM");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server certificate");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let (sender, over_tls) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let _ = serve_injected(&listener, Arc::new(config), injected, &mut seen);
+            let _ = sender.send(seen);
+        });
+        InjectingServer { port, over_tls }
+    }
+
+    /// The commands the real server received over TLS, once the connection ended.
+    pub fn commands_over_tls(&self) -> Vec<String> {
+        self.over_tls
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the injecting server finished")
+    }
+}
+
+fn serve_injected(
+    listener: &TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    injected: &[u8],
+    seen: &mut Vec<String>,
+) -> std::io::Result<()> {
+    let (mut tcp, _) = listener.accept()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    tcp.write_all(b"220 mitm.test ESMTP\r\n")?;
+    plain_line(&mut tcp)?;
+    tcp.write_all(b"250-mitm.test\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n")?;
+    plain_line(&mut tcp)?;
+    // One write: the injected lines arrive together with the 220, as an attacker sends them.
+    let mut reply = b"220 2.0.0 Ready to start TLS\r\n".to_vec();
+    reply.extend_from_slice(injected);
+    tcp.write_all(&reply)?;
+    let conn = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+    let mut tls = BufReader::new(rustls::StreamOwned::new(conn, tcp));
+    loop {
+        let mut line = String::new();
+        if tls.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let line = line.trim_end().to_string();
+        let verb = line
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        seen.push(line);
+        let answer: &[u8] = match verb.as_str() {
+            "EHLO" => b"250-real.test\r\n250 AUTH PLAIN\r\n",
+            "AUTH" => b"535 5.7.8 Authentication credentials invalid\r\n",
+            "QUIT" => b"221 2.0.0 Bye\r\n",
+            _ => b"503 5.5.1 Bad sequence of commands\r\n",
+        };
+        tls.get_mut().write_all(answer)?;
+        tls.get_mut().flush()?;
+        if verb == "QUIT" {
+            return Ok(());
+        }
+    }
+}
+
+/// One line read byte by byte, so nothing after it (the TLS handshake) is consumed.
+fn plain_line(tcp: &mut TcpStream) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        if tcp.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        line.push(byte[0]);
+    }
+    Ok(String::from_utf8_lossy(&line).into_owned())
 }

@@ -58,6 +58,8 @@ pub struct Context {
     pub state_dir: PathBuf,
     /// Verbosity.
     pub out: Output,
+    /// Why the config could not be loaded, when `run` went on with the built-in defaults.
+    pub config_error: Option<String>,
 }
 
 impl Context {
@@ -79,6 +81,32 @@ impl Context {
             config_location: location.map(|l| l.path),
             state_dir: paths::state_dir(),
             out,
+            config_error: None,
+        })
+    }
+
+    /// For `run`: the loaded config, or, when it cannot be loaded, the built-in defaults with
+    /// the error kept. A typo in the config must never stop a backup from running; the error
+    /// is printed now and carried into the notification.
+    pub fn load_or_builtin(cli: &Cli) -> Context {
+        Context::load(cli).unwrap_or_else(|failure| {
+            let out = Output {
+                quiet: cli.quiet,
+                verbose: cli.verbose,
+            };
+            out.error(format!(
+                "{}\n  the task runs anyway; its notification uses the built-in defaults (level errors, the `file` transport into {})",
+                failure.message,
+                paths::state_dir().join("mail").display()
+            ));
+            Context {
+                config: Config::default(),
+                config_file: None,
+                config_location: paths::config_location(cli.config.as_deref()).map(|l| l.path),
+                state_dir: paths::state_dir(),
+                out,
+                config_error: Some(failure.message),
+            }
         })
     }
 

@@ -123,7 +123,13 @@ fn new_item(
 ) -> Item {
     let failure_count = previous.failure_count_with(outcome.status);
     let values = values::for_run(task, outcome, previous.last_status, failure_count);
-    let rendered = render_notification(task.subject.as_deref(), task.body.as_deref(), &values);
+    let mut rendered = render_notification(task.subject.as_deref(), task.body.as_deref(), &values);
+    if let Some(error) = &ctx.config_error {
+        rendered.body = format!(
+            "Note from postflight: the configuration could not be loaded, so this notification used the built-in defaults. Fix it and check with `postflight check`:\n{error}\n\n{}",
+            rendered.body
+        );
+    }
     for problem in &rendered.problems {
         ctx.out.warn(format!("{problem}; the built-in template was used (fix it and check with `postflight render --task {}`)", task.key));
     }

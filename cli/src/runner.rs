@@ -6,7 +6,7 @@
 //! reaches everything it started; signals postflight receives are passed on to that group.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -84,12 +84,18 @@ pub async fn run(request: RunRequest) -> RunOutcome {
     // Catch termination signals before the task exists: a signal that arrives between the
     // spawn and the handlers would otherwise kill postflight and lose the notification.
     let mut signals = ForwardedSignals::new();
+    // On a terminal the task stays in postflight's (foreground) process group, as with
+    // `timeout --foreground`: in a group of its own it could not read the terminal (it would
+    // be stopped by SIGTTIN), and the terminal's Ctrl-C already reaches it directly.
+    let interactive = std::io::stdin().is_terminal();
     let mut cmd = Command::new(&request.argv[0]);
     cmd.args(&request.argv[1..])
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+        .stderr(Stdio::piped());
+    if !interactive {
+        cmd.process_group(0);
+    }
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(error) => {
@@ -113,7 +119,12 @@ pub async fn run(request: RunRequest) -> RunOutcome {
             return outcome;
         }
     };
-    let pgid = child.id() as libc::pid_t;
+    // Whom signals and the timeout reach: the task's whole group, or (on a terminal) the task.
+    let target = if interactive {
+        child.id() as libc::pid_t
+    } else {
+        -(child.id() as libc::pid_t)
+    };
 
     let tails = Arc::new(Mutex::new(Tails {
         combined: Tail::new(OUTPUT_TAIL_BYTES),
@@ -135,27 +146,35 @@ pub async fn run(request: RunRequest) -> RunOutcome {
     tokio::pin!(wait);
     let deadline = request.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut timed_out = false;
+    let mut escalation = None;
     let status = loop {
         tokio::select! {
             result = &mut wait => break result.expect("the wait thread does not panic"),
             Some(sig) = signals.recv() => {
-                // SAFETY: kill has no memory-safety preconditions; -pgid targets the group.
-                unsafe { libc::kill(-pgid, sig) };
+                // On a terminal, the keyboard's signals already went to the whole foreground
+                // group, task included; pass on only what was sent to postflight alone.
+                if !interactive || sig == libc::SIGTERM {
+                    // SAFETY: kill has no memory-safety preconditions.
+                    unsafe { libc::kill(target, sig) };
+                }
             }
             _ = sleep_until(deadline), if deadline.is_some() && !timed_out => {
                 timed_out = true;
                 eprintln!("postflight: the task exceeded its timeout; stopping it (SIGTERM, then SIGKILL after {}s)", KILL_GRACE.as_secs());
                 // SAFETY: as above.
-                unsafe { libc::kill(-pgid, libc::SIGTERM) };
-                let escalate = pgid;
-                tokio::spawn(async move {
+                unsafe { libc::kill(target, libc::SIGTERM) };
+                escalation = Some(tokio::spawn(async move {
                     tokio::time::sleep(KILL_GRACE).await;
-                    // SAFETY: as above; harmless if the group is already gone.
-                    unsafe { libc::kill(-escalate, libc::SIGKILL) };
-                });
+                    // SAFETY: as above; the task is still running (this is aborted once it
+                    // ends, so the id cannot have been reused by another process).
+                    unsafe { libc::kill(target, libc::SIGKILL) };
+                }));
             }
         }
     };
+    if let Some(escalation) = escalation {
+        escalation.abort();
+    }
     outcome.finished = SystemTime::now();
 
     // Let the pumps finish what is in the pipes; don't wait forever for daemons the task left
@@ -218,7 +237,6 @@ fn spawn_pump<R, W>(
 {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
-        let mut forward = true;
         loop {
             let n = match from.read(&mut buf) {
                 Ok(0) => break,
@@ -226,21 +244,26 @@ fn spawn_pump<R, W>(
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             };
-            if forward && (to.write_all(&buf[..n]).is_err() || to.flush().is_err()) {
-                forward = false;
-            }
+            let forwarded = to.write_all(&buf[..n]).and_then(|()| to.flush()).is_ok();
             let mut tails = tails.lock().expect("pumps do not panic");
             tails.combined.push(&buf[..n]);
             if is_stderr {
                 tails.errors.push(&buf[..n]);
+            }
+            if !forwarded {
+                // Whoever read our output went away (`postflight run -- yes | head -1`).
+                // Close the pipe too, so the task gets SIGPIPE/EPIPE as it would without us
+                // instead of running on to completion.
+                break;
             }
         }
         let _ = done.send(());
     });
 }
 
-/// SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to postflight, to be passed to the task.
-struct ForwardedSignals {
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to postflight, to be passed to the task (and,
+/// once it ended, to stop waiting for the email).
+pub struct ForwardedSignals {
     interrupt: Option<Signal>,
     terminate: Option<Signal>,
     hangup: Option<Signal>,
@@ -248,7 +271,8 @@ struct ForwardedSignals {
 }
 
 impl ForwardedSignals {
-    fn new() -> Self {
+    /// Installs the handlers; from now on these signals no longer end postflight by default.
+    pub fn new() -> Self {
         ForwardedSignals {
             interrupt: signal(SignalKind::interrupt()).ok(),
             terminate: signal(SignalKind::terminate()).ok(),
@@ -258,7 +282,7 @@ impl ForwardedSignals {
     }
 
     /// The next signal's number.
-    async fn recv(&mut self) -> Option<i32> {
+    pub async fn recv(&mut self) -> Option<i32> {
         tokio::select! {
             Some(()) = recv_one(&mut self.interrupt) => Some(libc::SIGINT),
             Some(()) = recv_one(&mut self.terminate) => Some(libc::SIGTERM),

@@ -29,9 +29,24 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<i32, Failure> {
     })
     .await;
     let code = outcome.shell_exit_code();
-    // The task's exit code is the contract; a notification problem is reported, not returned.
-    if let Err(failure) = notify::notify(ctx, &task, &outcome).await {
-        ctx.out.error(&failure.message);
+    // The runner's signal handlers stay installed for the life of the process, so without
+    // this an operator's Ctrl-C or a service manager's SIGTERM would be ignored while the
+    // email is being delivered. `biased` polls the delivery first: its first poll runs up to
+    // the outbox write, so a signal can only cut in once the notification is durable.
+    let mut signals = runner::ForwardedSignals::new();
+    tokio::select! {
+        biased;
+        result = notify::notify(ctx, &task, &outcome) => {
+            // The task's exit code is the contract; a notification problem is reported.
+            if let Err(failure) = result {
+                ctx.out.error(&failure.message);
+            }
+        }
+        Some(signal) = signals.recv() => {
+            ctx.out.warn(format!(
+                "stopped by signal {signal} while delivering the notification; it stays in the outbox for the next `postflight outbox flush` or run"
+            ));
+        }
     }
     Ok(code)
 }

@@ -5,5 +5,6 @@ mod api;
 mod foundation;
 mod outbox;
 mod plugins;
+mod runner;
 mod smtp;
 mod util;

@@ -96,8 +96,14 @@ impl TestEnv {
 
     /// A `postflight` command with a clean environment pointing into this test's world.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin());
+        let mut cmd = self.command(bin());
         cmd.args(args);
+        cmd
+    }
+
+    /// Any program, with the same environment as [`cmd`](Self::cmd) gives postflight.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("POSTFLIGHT_") {
                 cmd.env_remove(&key);

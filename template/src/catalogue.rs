@@ -19,7 +19,7 @@ pub struct ValueInfo {
 pub const CATALOGUE: &[ValueInfo] = &[
     ValueInfo {
         name: "Task Name",
-        description: "The name of the task, as configured or given with --name.",
+        description: "The task's `name` from its [tasks.KEY] table, else the key (`--task`, or the command's file name).",
         sample: "nightly-backup",
     },
     ValueInfo {
@@ -29,7 +29,7 @@ pub const CATALOGUE: &[ValueInfo] = &[
     },
     ValueInfo {
         name: "Exit Code",
-        description: "The task's exit code; empty if it was killed by a signal or never started.",
+        description: "The task's exit code; for a task killed by signal N, 128+N (124 after --timeout, 127/126 when it could not start), as a shell reports it.",
         sample: "23",
     },
     ValueInfo {

@@ -1,6 +1,7 @@
 //! The `file` transport: one `.eml` file per message in `dir` (lettre's file transport).
 //! It is the default account's transport, so a fresh install delivers somewhere visible.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 use lettre::{FileTransport, Transport};
@@ -47,13 +48,19 @@ struct FileConnection {
 
 impl Connection for FileConnection {
     fn send(&mut self, email: &Email) -> Result<Receipt, DeliveryError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| {
-            DeliveryError::permanent(
-                ErrorKind::Config,
-                format!("cannot create {}: {e}", self.dir.display()),
-            )
-            .with_hint("point `dir` at a directory you can write to")
-        })?;
+        // Notifications carry task output: a directory we create is for the owner only (an
+        // existing one keeps the permissions its owner gave it).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|e| {
+                DeliveryError::permanent(
+                    ErrorKind::Config,
+                    format!("cannot create {}: {e}", self.dir.display()),
+                )
+                .with_hint("point `dir` at a directory you can write to")
+            })?;
         let message = message::build(email)?;
         let id = FileTransport::new(&self.dir).send(&message).map_err(|e| {
             DeliveryError::transient(

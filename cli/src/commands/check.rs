@@ -95,20 +95,20 @@ fn address_problem(address: &str) -> Option<&'static str> {
         (None, None) => address,
         _ => return Some("unbalanced angle brackets"),
     };
-    let (local, domain) = addr.trim().rsplit_once('@')?;
-    if local.is_empty() || domain.is_empty() || addr.contains(char::is_whitespace) {
-        return Some("not of the form user@domain");
+    match addr.trim().rsplit_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && !domain.is_empty()
+                && !addr.trim().contains(char::is_whitespace) =>
+        {
+            None
+        }
+        _ => Some("not of the form user@domain"),
     }
-    None
 }
 
 fn check_address(f: &mut Findings, key: &str, address: &str) {
-    let problem = if address.contains('@') {
-        address_problem(address)
-    } else {
-        Some("not of the form user@domain")
-    };
-    if let Some(problem) = problem {
+    if let Some(problem) = address_problem(address) {
         f.errors.push(format!("`{key}`: '{address}' is {problem}"));
     }
 }
@@ -243,6 +243,27 @@ fn check_accounts(ctx: &Context, f: &mut Findings) {
                 f.errors
                     .push(resolved.redact(&format!("{label}: {}{hint}", e.message)));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_problem;
+
+    #[test]
+    fn address_check_table() {
+        for (address, ok) in [
+            ("ops@example.com", true),
+            ("Ops Team <ops@example.com>", true),
+            ("ops@example.com <nobody>", false),
+            ("nobody", false),
+            ("<ops@example.com", false),
+            ("@example.com", false),
+            ("ops@", false),
+            ("o ps@example.com", false),
+        ] {
+            assert_eq!(address_problem(address).is_none(), ok, "{address}");
         }
     }
 }

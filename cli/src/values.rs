@@ -7,15 +7,9 @@ use postflight_template::Values;
 use crate::clock;
 use crate::outcome::RunOutcome;
 
-/// The user running postflight.
+/// The user running postflight (`$USER`, `$LOGNAME`, else the password database's name).
 pub fn user_name() -> String {
-    ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| {
-            // SAFETY: geteuid has no preconditions.
-            format!("uid {}", unsafe { libc::geteuid() })
-        })
+    postflight_core::settings::user_name()
 }
 
 /// This machine's name.

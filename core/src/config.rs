@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
-use figment::Figment;
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Deserializer};
 
 use crate::model::Level;
@@ -277,19 +278,68 @@ pub fn load(location: Option<&ConfigLocation>) -> Result<LoadedConfig, ConfigErr
             }
         }
     }
-    figment = figment.merge(Env::prefixed("POSTFLIGHT_").split("__").filter(|key| {
-        // POSTFLIGHT_PLUGIN_PATH is a location (paths.rs, colon-separated), never the config
-        // key `plugin_path` (a list), which it would otherwise land on as a string.
-        if key.as_str().eq_ignore_ascii_case("plugin_path") {
-            return false;
-        }
-        let first = key.as_str().split('.').next().unwrap_or_default();
-        TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(first))
-    }));
+    figment = figment.merge(EnvOverrides::new());
     let config: Config = figment
         .extract()
         .map_err(|e| figment_error(e, file.as_deref(), text.as_deref()))?;
     Ok(LoadedConfig { config, file })
+}
+
+/// The `POSTFLIGHT_<KEY>` variables (`__` between levels) as figment data. Values under
+/// `accounts.` are kept as the strings they are: they belong to a transport, whose schema
+/// types them (`core::secret` turns `"587"` and `"true"` into the integer or boolean it
+/// declares), and guessing would change them (`0123456` would lose its zero, `true` would stop
+/// being text). Every other key is parsed by figment as its `Env` provider does.
+struct EnvOverrides(Env);
+
+impl EnvOverrides {
+    fn new() -> Self {
+        EnvOverrides(Env::prefixed("POSTFLIGHT_").split("__").filter(|key| {
+            // POSTFLIGHT_PLUGIN_PATH is a location (paths.rs, colon-separated), never the
+            // config key `plugin_path` (a list), which it would otherwise land on as a string.
+            if key.as_str().eq_ignore_ascii_case("plugin_path") {
+                return false;
+            }
+            let first = key.as_str().split('.').next().unwrap_or_default();
+            TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(first))
+        }))
+    }
+}
+
+impl Provider for EnvOverrides {
+    fn metadata(&self) -> Metadata {
+        // The environment's own metadata, so errors still say the value came from a variable.
+        self.0.metadata()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (key, raw) in self.0.iter() {
+            let value = if key.as_str().starts_with("accounts.") {
+                Value::from(raw)
+            } else {
+                raw.parse().expect("parsing a figment value never fails")
+            };
+            if let Some(nested) = figment::util::nest(key.as_str(), value).into_dict() {
+                merge_dict(&mut dict, nested);
+            }
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// Merges `from` into `into`, table by table; a later value replaces an earlier one.
+fn merge_dict(into: &mut Dict, from: Dict) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(Value::Dict(_, existing)), Value::Dict(_, incoming)) => {
+                merge_dict(existing, incoming)
+            }
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
 }
 
 fn syntax_error(path: &Path, contents: &str, error: &toml::de::Error) -> ConfigError {
@@ -419,5 +469,48 @@ mod tests {
             locate_key(text, &path(&["accounts", "main", "nope"])),
             Some(4)
         );
+    }
+
+    /// Account settings from the environment reach the transport as written: a secret with
+    /// leading zeros keeps them and `true` stays text where text is wanted (`core::secret`
+    /// converts to the types the transport declares). Other keys are still typed by figment.
+    #[test]
+    fn account_settings_from_the_environment_stay_strings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "[accounts.x]\ntransport = \"sendgrid\"\nport = 587\n",
+        )
+        .unwrap();
+        let vars = [
+            ("POSTFLIGHT_ACCOUNTS__X__API_KEY", "0123456"),
+            ("POSTFLIGHT_ACCOUNTS__X__PASSWORD", "00000000"),
+            ("POSTFLIGHT_ACCOUNTS__X__LABEL", "true"),
+            ("POSTFLIGHT_ACCOUNTS__X__FROM", "007@example.com"),
+            ("POSTFLIGHT_OUTBOX__MAX_AGE", "2d"),
+            ("POSTFLIGHT_TASKS__T__WARNING_CODES", "[24, 25]"),
+        ];
+        for (name, value) in vars {
+            std::env::set_var(name, value);
+        }
+        let loaded = load(Some(&ConfigLocation {
+            path: path.clone(),
+            explicit: true,
+        }));
+        for (name, _) in vars {
+            std::env::remove_var(name);
+        }
+        let config = loaded.unwrap().config;
+        let account = &config.accounts["x"];
+        assert_eq!(account.settings["api_key"], serde_json::json!("0123456"));
+        assert_eq!(account.settings["password"], serde_json::json!("00000000"));
+        assert_eq!(account.settings["label"], serde_json::json!("true"));
+        assert_eq!(account.from.as_deref(), Some("007@example.com"));
+        // The file's own values keep their TOML types.
+        assert_eq!(account.settings["port"], serde_json::json!(587));
+        assert_eq!(account.transport, "sendgrid");
+        assert_eq!(config.outbox.max_age, Some(Duration::from_secs(2 * 86_400)));
+        assert_eq!(config.tasks["t"].warning_codes, Some(vec![24, 25]));
     }
 }

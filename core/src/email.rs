@@ -97,15 +97,35 @@ pub struct Receipt {
 }
 
 impl Receipt {
-    /// The recipients of `email` the server did not refuse.
+    /// The recipients of `email` the server did not refuse: a recipient is refused when its
+    /// bare address equals a refused one, ignoring case (refusing `bob@x` leaves `jimbob@x`).
     pub fn accepted<'a>(&self, email: &'a Email) -> Vec<&'a str> {
         email
             .to
             .iter()
             .map(String::as_str)
-            .filter(|to| !self.refused.iter().any(|r| to.contains(r.address.as_str())))
+            .filter(|to| {
+                !self
+                    .refused
+                    .iter()
+                    .any(|r| same_address(bare_address(to), bare_address(&r.address)))
+            })
             .collect()
     }
+}
+
+/// The address of a mailbox as written: the part inside the last `<...>` when there is one
+/// (`Bob <bob@x>`), else the whole, trimmed.
+fn bare_address(mailbox: &str) -> &str {
+    let inner = mailbox.rfind('<').and_then(|open| {
+        let rest = &mailbox[open + 1..];
+        rest.find('>').map(|close| &rest[..close])
+    });
+    inner.unwrap_or(mailbox).trim()
+}
+
+fn same_address(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b) || a.to_lowercase() == b.to_lowercase()
 }
 
 /// A recipient refused by the server while others were accepted.
@@ -167,5 +187,41 @@ mod tests {
         assert_eq!(email.text, "line1\nline2");
         assert!(email.message_id.starts_with('<') && email.message_id.ends_with('>'));
         assert!(email.date.ends_with("+0000"));
+    }
+
+    #[test]
+    fn only_the_refused_addresses_themselves_are_not_accepted() {
+        let email = Email::new(EmailParts {
+            from: "a@x.org".into(),
+            to: vec![
+                "bob@x.org".into(),
+                "jimbob@x.org".into(),
+                "Bob Jr <bob@x.org.evil>".into(),
+                "Carol <CAROL@x.org>".into(),
+                "dave@x.org".into(),
+                "Zoë <zoë@x.org>".into(),
+            ],
+            subject: "s".into(),
+            text: "t".into(),
+        });
+        let refuse = |addresses: &[&str]| Receipt {
+            refused: addresses
+                .iter()
+                .map(|a| RefusedRecipient {
+                    address: a.to_string(),
+                    reply: "550 5.1.1 user unknown".into(),
+                })
+                .collect(),
+            ..Receipt::default()
+        };
+        assert_eq!(
+            refuse(&["bob@x.org", " <carol@X.ORG> ", "ZOË@x.org"]).accepted(&email),
+            ["jimbob@x.org", "Bob Jr <bob@x.org.evil>", "dave@x.org"]
+        );
+        assert_eq!(refuse(&[]).accepted(&email).len(), email.to.len());
+        assert_eq!(
+            refuse(&["x.org", "b"]).accepted(&email).len(),
+            email.to.len()
+        );
     }
 }

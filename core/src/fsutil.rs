@@ -23,11 +23,14 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Creates a directory and its parents, owner-only (state may hold email contents). Each
 /// directory it creates is made durable by fsyncing its parent, so a file written into it
-/// cannot vanish with it in a power cut.
+/// cannot vanish with it in a power cut. A path through something that is not a directory
+/// (`/dev/null/x`) fails with an error naming that component.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    if dir.is_dir() {
-        return Ok(());
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(_) => return Err(not_a_directory(dir)),
+        Err(_) => {}
     }
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
     if let Some(parent) = parent {
@@ -37,8 +40,17 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         Ok(()) => sync_dir(parent.unwrap_or_else(|| Path::new("."))),
         // Another process created it meanwhile.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        // Or put a file there.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(not_a_directory(dir)),
         Err(e) => Err(e),
     }
+}
+
+fn not_a_directory(path: &Path) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::NotADirectory,
+        format!("{} exists and is not a directory", path.display()),
+    )
 }
 
 #[cfg(test)]
@@ -57,5 +69,29 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn a_path_through_a_file_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain");
+        std::fs::write(&file, "x").unwrap();
+        for path in [file.join("x"), file.join("x").join("y"), file.clone()] {
+            let error = create_private_dir(&path).unwrap_err();
+            assert_eq!(error.kind(), std::io::ErrorKind::NotADirectory);
+            assert_eq!(
+                error.to_string(),
+                format!("{} exists and is not a directory", file.display()),
+                "creating {}",
+                path.display()
+            );
+        }
+        let error = create_private_dir(Path::new("/dev/null/x")).unwrap_err();
+        assert_eq!(error.to_string(), "/dev/null exists and is not a directory");
+        let error = atomic_write(&file.join("item.json"), b"x").unwrap_err();
+        assert!(error.to_string().contains("is not a directory"), "{error}");
+        // Nested directories that do not exist yet are still created.
+        create_private_dir(&dir.path().join("a").join("b")).unwrap();
+        assert!(dir.path().join("a").join("b").is_dir());
     }
 }

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
 use serde_json::{Map, Value};
@@ -279,29 +280,45 @@ fn resolve_reference(key: &str, suffix: &str, reference: &str) -> Result<Secret,
             .map_err(|e| error(format!("cannot read {reference}: {e}")))?
             .trim_end_matches(['\n', '\r'])
             .to_string(),
-        _ => run_secret_command(reference).map_err(error)?,
+        _ => run_secret_command(key, reference).map_err(error)?,
     };
     if value.is_empty() {
-        return Err(error(format!("{reference} gave an empty value")));
+        return Err(error(match suffix {
+            // A command line may hold a secret itself: never quote it.
+            "_command" => format!("the `{key}` command printed nothing"),
+            _ => format!("{reference} gave an empty value"),
+        }));
     }
     Ok(Secret(value))
 }
 
-fn run_secret_command(command: &str) -> Result<String, String> {
+/// Runs a `X_command` with `/bin/sh -c`. Its errors name the setting, never the command line,
+/// which may hold a secret (`echo hunter22`, a token passed to a vault client).
+fn run_secret_command(key: &str, command: &str) -> Result<String, String> {
     let output = Command::new("/bin/sh")
         .arg("-c")
         .arg(command)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run `{command}`: {e}"))?;
+        .map_err(|e| format!("cannot run the `{key}` command with /bin/sh: {e}"))?;
     if !output.status.success() {
         // stderr is the command's own diagnostics; show its first line only.
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let first = stderr.lines().next().unwrap_or("").trim();
-        return Err(format!("`{command}` failed ({}): {first}", output.status));
+        let first = stderr.lines().map(str::trim).find(|l| !l.is_empty());
+        let how = match (output.status.code(), output.status.signal()) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, Some(signal)) => format!("killed by signal {signal}"),
+            (None, None) => output.status.to_string(),
+        };
+        return Err(match first {
+            Some(first) => format!("the `{key}` command failed ({how}): {first}"),
+            None => format!(
+                "the `{key}` command failed ({how}) without a message; run it by hand to see why"
+            ),
+        });
     }
     let stdout = String::from_utf8(output.stdout)
-        .map_err(|_| format!("`{command}` printed something that is not UTF-8"))?;
+        .map_err(|_| format!("the `{key}` command printed something that is not UTF-8"))?;
     Ok(stdout.trim_end_matches(['\n', '\r']).to_string())
 }
 
@@ -364,12 +381,34 @@ mod tests {
 
     #[test]
     fn errors_never_contain_the_secret_and_say_what_to_do() {
-        let err = resolve(
-            &map(json!({"password_command": "echo hunter22; exit 3"})),
-            &spec(),
-        )
-        .unwrap_err();
-        assert!(err.message.contains("failed"), "{err}");
+        for (command, expected) in [
+            (
+                "echo hunter22; echo 'vault: permission denied' >&2; exit 3",
+                "the `password_command` command failed (exit status 3): vault: permission denied",
+            ),
+            (
+                "echo hunter22; exit 3",
+                "the `password_command` command failed (exit status 3) without a message",
+            ),
+            (
+                "printf '' # hunter22",
+                "the `password_command` command printed nothing",
+            ),
+            (
+                "kill -9 $$ # hunter22",
+                "the `password_command` command failed (killed by signal 9)",
+            ),
+            (
+                "printf '\\377' # hunter22",
+                "the `password_command` command printed something that is not UTF-8",
+            ),
+        ] {
+            let err = resolve(&map(json!({ "password_command": command })), &spec()).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(expected), "{command}: {text}");
+            assert!(!text.contains("hunter22"), "{command}: {text}");
+            assert!(!text.contains(command), "{command}: {text}");
+        }
         let err = resolve(
             &map(json!({"password_env": "POSTFLIGHT_TEST_UNSET_VAR"})),
             &spec(),

@@ -67,12 +67,42 @@ pub struct AccountSettings {
     pub builtin: bool,
 }
 
-/// `user@host` for the user running postflight, as cron's mail uses.
-pub fn local_address() -> String {
-    let user = ["USER", "LOGNAME"]
+/// The login name of the user running postflight: `$USER`, else `$LOGNAME`, else the
+/// password database's name for the effective uid (systemd units and `env -i` set neither
+/// variable). `None` only when the uid has no entry at all (an arbitrary uid in a container).
+pub fn login_name() -> Option<String> {
+    login_name_from(
+        |name| std::env::var(name).ok(),
+        nix::unistd::Uid::effective().as_raw(),
+    )
+}
+
+/// [`login_name`] with the environment and the uid given.
+fn login_name_from(var: impl Fn(&str) -> Option<String>, uid: u32) -> Option<String> {
+    ["USER", "LOGNAME"]
         .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "root".to_string());
+        .find_map(|name| var(name).filter(|s| !s.is_empty()))
+        .or_else(|| passwd_name(uid))
+}
+
+/// The password database's name for `uid` (`getpwuid_r`, so NSS sources count too).
+pub fn passwd_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|user| user.name)
+        .filter(|name| !name.is_empty())
+}
+
+/// `##User Name##`: [`login_name`], else `uid N`.
+pub fn user_name() -> String {
+    login_name().unwrap_or_else(|| format!("uid {}", nix::unistd::Uid::effective()))
+}
+
+/// `user@host` for the user running postflight, as cron's mail uses ([`login_name`]; `uid-N`
+/// for a uid without a name).
+pub fn local_address() -> String {
+    let user = login_name().unwrap_or_else(|| format!("uid-{}", nix::unistd::Uid::effective()));
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let host = if host.is_empty() {
         "localhost".to_string()
@@ -238,5 +268,42 @@ mod tests {
         assert_eq!(a.settings["dir"], "/state/mail");
         let err = c.account("mian", Path::new("/state")).unwrap_err();
         assert!(err.to_string().contains("no account named 'mian'"), "{err}");
+    }
+
+    #[test]
+    fn the_login_name_falls_back_to_the_password_database() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            login_name_from(env(&[("USER", "alice"), ("LOGNAME", "bob")]), 0).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            login_name_from(env(&[("USER", ""), ("LOGNAME", "bob")]), 0).as_deref(),
+            Some("bob")
+        );
+        // Neither variable: the name of the uid, never a made-up "root".
+        assert_eq!(
+            login_name_from(env(&[]), 0).as_deref(),
+            Some("root"),
+            "uid 0 is root"
+        );
+        // A non-root account from the password file, looked up by its uid.
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let other = passwd.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            let uid: u32 = fields.get(2)?.parse().ok()?;
+            (uid != 0 && !fields[0].is_empty()).then(|| (fields[0].to_string(), uid))
+        });
+        if let Some((name, uid)) = other {
+            assert_eq!(login_name_from(env(&[]), uid), Some(name));
+        }
+        // A uid nobody has: no name rather than someone else's.
+        assert_eq!(login_name_from(env(&[]), 3_999_999_999), None);
     }
 }

@@ -7,6 +7,7 @@
  *   -DBAD_VERSION      the table claims ABI version 2
  *   -DBAD_MALFORMED    transport `malformed`: send answers OK with text that is not JSON
  *   -DBAD_HANG         transport `hang`: send never returns
+ *   -DBAD_DESCRIBE_HANG  describe never returns (the host must give up on this candidate)
  *
  * cc -shared -fPIC -DBAD_HANG -o libpostflight_hang.so bad_plugin.c
  */
@@ -42,6 +43,9 @@ static struct pf_buf text_buf(const char *text) {
 }
 
 static struct pf_buf describe(void) {
+#if defined(BAD_DESCRIBE_HANG)
+    for (;;) pause();
+#endif
     return text_buf("{\"name\":\"" NAME "\",\"version\":\"0.0.1\",\"abi_version\":1,"
                     "\"transports\":[{\"name\":\"" NAME "\",\"settings\":[]}]}");
 }

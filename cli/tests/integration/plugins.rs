@@ -1150,3 +1150,61 @@ fn every_plugin_passes_the_transport_conformance_suite() {
         conformance(case);
     }
 }
+
+#[test]
+fn a_plugin_whose_describe_never_returns_is_rejected_and_the_others_still_deliver() {
+    let env = TestEnv::new();
+    let dir = plugin_dir(env.path().join("plugins"));
+    compile_c(
+        "bad_plugin.c",
+        &["BAD_DESCRIBE_HANG"],
+        &dir.join("libpostflight_describehang.so"),
+    );
+    compile_c("file_plugin.c", &[], &dir.join("libpostflight_cfile.so"));
+    let sink = env.path().join("out.jsonl");
+    env.config(&format!(
+        "[accounts.c]\ntransport = \"cfile\"\npath = \"{}\"\n",
+        sink.display()
+    ));
+
+    let mut cmd = env.cmd(&["plugins", "--json"]);
+    cmd.env("POSTFLIGHT_PLUGIN_PATH", &dir);
+    let (run, took) = run_within(cmd, Duration::from_secs(60));
+    run.expect_code(0);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let listing = json_of(&run.stdout);
+    let rejected = listing["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            r["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("libpostflight_describehang.so")
+        })
+        .unwrap_or_else(|| panic!("the hanging plugin is rejected: {listing}"));
+    assert!(
+        rejected["reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer describe within 5s"),
+        "{listing}"
+    );
+    let names: Vec<&str> = listing["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in ["cfile", "smtp", "api"] {
+        assert!(names.contains(&name), "{name} still loads: {names:?}");
+    }
+
+    let mut cmd = env.cmd(&["test", "--to", "x@example.com", "--account", "c"]);
+    cmd.env("POSTFLIGHT_PLUGIN_PATH", &dir);
+    let (sent, took) = run_within(cmd, Duration::from_secs(60));
+    sent.expect_code(0);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(sink.exists());
+}

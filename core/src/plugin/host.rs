@@ -5,10 +5,11 @@
 //! becomes a [`Rejected`] entry with a reason. Libraries are never unloaded (a handle or a
 //! buffer may outlive any scope we could pick), so every loaded library is leaked on purpose.
 //!
-//! Every call into a plugin that may block (`open`, `send`, and the `close` that follows an
-//! abandoned call) runs on a thread of its own, not on a runtime worker and not on tokio's
-//! blocking pool: a plugin that never returns is abandoned after the timeout, and because the
-//! thread is detached it cannot keep the process from exiting either.
+//! Every call into a plugin that may block (loading a candidate and its `describe`, `open`,
+//! `send`, and the `close` that follows an abandoned call) runs on a thread of its own, not on
+//! a runtime worker and not on tokio's blocking pool: a plugin that never returns is abandoned
+//! after the timeout, and because the thread is detached it cannot keep the process from
+//! exiting either.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::c_void;
@@ -403,7 +404,38 @@ fn load_checked(
         }
     }
     check_ownership(canonical, "file")?;
-    load(canonical)
+    let owned = canonical.to_path_buf();
+    load_within(DESCRIBE_TIMEOUT, move || load(&owned))
+}
+
+/// How long loading one candidate may take: `dlopen` (its initialisers), the entry function
+/// and `describe`. A candidate that takes longer is rejected and the others still load.
+pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs `load` (which loads one candidate and calls its `describe`) on a detached thread of
+/// its own and waits at most `timeout`: a plugin that never answers is rejected with a reason
+/// and abandoned to that thread, which cannot keep postflight from exiting.
+fn load_within(
+    timeout: Duration,
+    load: impl FnOnce() -> Result<LoadedPlugin, String> + Send + 'static,
+) -> Result<LoadedPlugin, String> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("postflight-plugin-describe".into())
+        .spawn(move || {
+            let _ = tx.send(load());
+        })
+        .map_err(|e| format!("cannot start a thread to load the plugin: {e}"))?;
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!(
+            "did not answer describe within {}; the plugin is stuck while loading or describing itself (report it to its author, or remove it from the plugin path)",
+            humantime::format_duration(timeout)
+        )),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err("its loading thread died before describe answered".to_string())
+        }
+    }
 }
 
 fn load(path: &Path) -> Result<LoadedPlugin, String> {

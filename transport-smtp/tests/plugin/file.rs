@@ -20,7 +20,10 @@ fn writes_an_eml_file() {
     assert!(path.starts_with(&mail_dir.display().to_string()));
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&mail_dir).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o700, "a mail directory we create is the owner's only");
+    assert_eq!(
+        mode, 0o700,
+        "a mail directory we create is the owner's only"
+    );
 
     let err = open_with_timeout("file", json!({}), 5000).err().unwrap();
     assert_eq!(err.kind, ErrorKind::Config);

@@ -62,6 +62,16 @@ fn try_loaded<P: Plugin>(path: &str) -> Result<LoadedPlugin, String> {
     unsafe { from_header(Path::new(path), &table.header) }
 }
 
+/// Loads `P` through the timed path discovery uses for every candidate ([`load_within`]).
+fn try_loaded_within<P: Plugin>(path: &str, timeout: Duration) -> Result<LoadedPlugin, String> {
+    let table: &'static PluginV1 = Box::leak(Box::new(table::<P>()));
+    let path = std::path::PathBuf::from(path);
+    // SAFETY: the table is 'static and built by the export code.
+    load_within(timeout, move || unsafe {
+        from_header(&path, &table.header)
+    })
+}
+
 // --- well-behaved and panicking Rust plugins -------------------------------------------
 
 struct Good;
@@ -142,6 +152,42 @@ impl Plugin for PanicsInDescribe {
     fn open(_: OpenRequest) -> Result<Opened, DeliveryError> {
         unreachable!()
     }
+}
+
+struct HangsInDescribe;
+
+impl Plugin for HangsInDescribe {
+    fn manifest() -> Manifest {
+        // Like a C plugin calling pause(): long enough to outlive the test's timeout.
+        std::thread::sleep(Duration::from_secs(120));
+        manifest("hangs-in-describe", &["never"])
+    }
+    fn open(_: OpenRequest) -> Result<Opened, DeliveryError> {
+        unreachable!()
+    }
+}
+
+#[test]
+fn a_describe_that_never_answers_rejects_that_candidate_after_the_timeout() {
+    let started = Instant::now();
+    let reason =
+        try_loaded_within::<HangsInDescribe>("/x.so", Duration::from_millis(300)).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        reason.starts_with("did not answer describe within 300ms"),
+        "{reason}"
+    );
+    // The same path loads a good plugin and reports a bad one's own reason.
+    let plugin = try_loaded_within::<Good>("/good.so", Duration::from_secs(5)).unwrap();
+    assert_eq!(plugin.manifest.name, "good");
+    let reason =
+        try_loaded_within::<PanicsInDescribe>("/x.so", Duration::from_secs(5)).unwrap_err();
+    assert!(reason.contains("no manifest today"), "{reason}");
+    assert_eq!(DESCRIBE_TIMEOUT, Duration::from_secs(5));
 }
 
 struct Hangs;

@@ -93,11 +93,20 @@ impl<'a> Deliverer<'a> {
                 .with_hint("install the plugin that provides it (cargo xtask install), or fix `transport` in the account")
         })?;
         let resolved = secret::resolve(&account.settings, spec).map_err(|e| {
-            DeliveryError::permanent(ErrorKind::Config, format!("account '{account_name}': {e}"))
-                .with_hint(format!(
+            let message = format!("account '{account_name}': {e}");
+            if secret::SECRET_SUFFIXES.iter().any(|suffix| e.key.ends_with(suffix)) {
+                // A secret's source is read again at every attempt, and it is often missing
+                // only where this attempt runs (a timer or cron job without the variable): keep
+                // the notification queued rather than fail it for good.
+                DeliveryError::transient(ErrorKind::Config, message).with_hint(
+                    "make the secret available where postflight runs (cron and systemd start with a minimal environment; `_file` works everywhere); the notification stays queued until then",
+                )
+            } else {
+                DeliveryError::permanent(ErrorKind::Config, message).with_hint(format!(
                     "fix the account in {}",
                     self.ctx.config_path_for_messages()
                 ))
+            }
         })?;
         let request = OpenRequest {
             transport: account.transport.clone(),

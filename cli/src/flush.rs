@@ -277,10 +277,20 @@ impl<'a> Pass<'a> {
         if let Some(location) = &receipt.location {
             out.info(format!("{what} was written to {location}"));
             if builtin {
-                out.info(format!(
-                    "no email account is configured, so notifications are saved as files; to get real email, add an [accounts.main] table to {} (see the README) and try it with `postflight test --to you@example.com`",
-                    self.ctx.config_path_for_messages()
-                ));
+                let why = if self.ctx.config_error.is_some() {
+                    "the configuration could not be loaded, so this notification was saved as a file; fix it (`postflight check` shows how)".to_string()
+                } else if !self.ctx.config.accounts.is_empty() {
+                    format!(
+                        "several accounts are configured but none is chosen, so notifications are saved as files; set `account = \"NAME\"` under [defaults] (or in the task) in {}",
+                        self.ctx.config_path_for_messages()
+                    )
+                } else {
+                    format!(
+                        "no email account is configured, so notifications are saved as files; to get real email, add an [accounts.main] table to {} (see the README) and try it with `postflight test --to you@example.com`",
+                        self.ctx.config_path_for_messages()
+                    )
+                };
+                out.info(why);
             }
             return;
         }

@@ -169,3 +169,18 @@ fn a_signal_while_delivering_ends_postflight_and_keeps_the_notification_queued()
     let json: serde_json::Value = serde_json::from_str(&queued.stdout).unwrap();
     assert_eq!(json["items"].as_array().unwrap().len(), 1, "{json}");
 }
+
+#[test]
+fn with_several_accounts_and_none_chosen_postflight_says_so() {
+    let env = TestEnv::new();
+    env.config("[accounts.a]\ntransport = \"file\"\ndir = \"/tmp/a\"\n\n[accounts.b]\ntransport = \"file\"\ndir = \"/tmp/b\"\n");
+    let run = env.run(&["run", "--task", "t", "--", "false"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains("several accounts are configured but none is chosen"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.mails().len(), 1, "saved by the built-in account");
+}

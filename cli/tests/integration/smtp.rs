@@ -413,3 +413,41 @@ fn no_secret_reaches_any_output_outbox_file_or_history() {
     }
     assert!(server.received().is_empty());
 }
+
+#[test]
+fn a_secret_missing_where_the_flush_runs_keeps_the_notification_queued() {
+    let env = TestEnv::new();
+    let server = SmtpServer::start(&[
+        "--auth-user",
+        "backups@example.com",
+        "--auth-password",
+        PASSWORD,
+        "--auth-over-plaintext",
+    ]);
+    env.config(&format!(
+        "{}username = \"backups@example.com\"\npassword_env = \"MAIL_PASSWORD\"\nallow_insecure_auth = true\n",
+        config(server.port, "none", "")
+    ));
+    // The task's environment lacks the variable (as a timer's often does)...
+    let run = env.run(&["run", "--task", "nightly", "--", "false"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("MAIL_PASSWORD") && run.stderr.contains("queued"),
+        "{}",
+        run.stderr
+    );
+    let list = env.run(&["outbox", "list", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(json["items"][0]["status"], "queued", "{json}");
+    assert!(server.received().is_empty());
+
+    // ...and a flush that has it delivers.
+    let flush = Run::from(
+        env.cmd(&["outbox", "flush"])
+            .env("MAIL_PASSWORD", PASSWORD)
+            .output()
+            .unwrap(),
+    );
+    flush.expect_code(0);
+    assert_eq!(server.only_message()["auth_user"], "backups@example.com");
+}

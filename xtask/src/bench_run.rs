@@ -45,8 +45,8 @@ pub fn run() -> Result<()> {
         })?;
         println!(
             "{label:<38} {:>10.1}ms {:>10.1}ms {:>7.2}x",
-            ms(ours),
-            ms(chronic),
+            util::millis(ours),
+            util::millis(chronic),
             ours.as_secs_f64() / chronic.as_secs_f64()
         );
     }
@@ -78,8 +78,4 @@ pub fn median(runs: usize, mut measure: impl FnMut() -> Result<Duration>) -> Res
     let mut samples = (0..runs).map(|_| measure()).collect::<Result<Vec<_>>>()?;
     samples.sort();
     Ok(samples[samples.len() / 2])
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

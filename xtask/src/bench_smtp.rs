@@ -150,7 +150,7 @@ fn compare(python: &Path, postflight: &Path, work: &Path) -> Result<()> {
     for (label, time) in &results {
         println!(
             "{label:<22} {:>10.1}ms {:>13.2}x",
-            ms(*time),
+            util::millis(*time),
             time.as_secs_f64() / msmtp.as_secs_f64()
         );
     }
@@ -222,10 +222,6 @@ fn installed(program: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 /// The aiosmtpd sink, stopped when dropped.

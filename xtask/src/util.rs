@@ -76,3 +76,8 @@ pub fn ensure_test_python() -> Result<PathBuf> {
     std::fs::write(&stamp, wanted)?;
     Ok(python)
 }
+
+/// A duration in milliseconds, for benchmark tables.
+pub fn millis(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

@@ -75,6 +75,27 @@ fn classify(config: &SmtpConfig, stage: Stage, error: StepError) -> DeliveryErro
     }
 }
 
+/// The TLS handshake on `tcp` (a timeout is reported as `stage`), then the certificate judged
+/// by the account's trust policy before a single SMTP byte crosses the connection.
+async fn secure(
+    config: &SmtpConfig,
+    tcp: TcpStream,
+    deadline: Instant,
+    stage: Stage,
+) -> Result<tls::TlsTcpStream, DeliveryError> {
+    let name = tls::server_name(&config.host).ok_or_else(|| invalid_name(config))?;
+    let stream = match timeout_at(deadline, tls::handshake(tcp, name)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(diagnose::tls_handshake(config, &e)),
+        Err(_) => return Err(diagnose::timeout(config, stage)),
+    };
+    config
+        .trust
+        .check(&stream.peer_certificates(), &config.host)
+        .map_err(|problem| diagnose::certificate(config, &problem))?;
+    Ok(stream)
+}
+
 impl Session {
     /// Connects, secures and logs in, all before `deadline`.
     pub async fn open(config: &SmtpConfig, deadline: Instant) -> Result<Session, DeliveryError> {
@@ -91,17 +112,7 @@ impl Session {
                 (conn, false)
             }
             Security::Tls => {
-                let name = tls::server_name(&config.host).ok_or_else(|| invalid_name(config))?;
-                let stream = match timeout_at(deadline, tls::handshake(tcp, name)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => return Err(diagnose::tls_handshake(config, &e)),
-                    Err(_) => return Err(diagnose::timeout(config, Stage::TlsHandshake)),
-                };
-                // Judge the certificate before a single SMTP byte crosses the connection.
-                config
-                    .trust
-                    .check(&stream.peer_certificates(), &config.host)
-                    .map_err(|problem| diagnose::certificate(config, &problem))?;
+                let stream = secure(config, tcp, deadline, Stage::TlsHandshake).await?;
                 let conn = step(
                     deadline,
                     AsyncSmtpConnection::connect_with_transport(Box::new(stream), hello),
@@ -111,19 +122,12 @@ impl Session {
                 (conn, true)
             }
             Security::StartTls => {
-                let name = tls::server_name(&config.host).ok_or_else(|| invalid_name(config))?;
+                // Fail on an unusable host name before saying anything to the server.
+                tls::server_name(&config.host).ok_or_else(|| invalid_name(config))?;
                 // The plaintext part on our own socket, so that nothing read before the
                 // handshake can be taken for a reply that came over TLS.
                 let tcp = starttls::negotiate(config, tcp, deadline).await?;
-                let stream = match timeout_at(deadline, tls::handshake(tcp, name)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => return Err(diagnose::tls_handshake(config, &e)),
-                    Err(_) => return Err(diagnose::timeout(config, Stage::Starttls)),
-                };
-                config
-                    .trust
-                    .check(&stream.peer_certificates(), &config.host)
-                    .map_err(|problem| diagnose::certificate(config, &problem))?;
+                let stream = secure(config, tcp, deadline, Stage::Starttls).await?;
                 // lettre reads a synthetic greeting, then sends EHLO again over TLS.
                 let conn = step(
                     deadline,
